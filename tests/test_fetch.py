@@ -1,0 +1,135 @@
+"""fetch_recording against a mocked Twilio (responses) and fake or real Redis."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+import responses
+
+from worker import fetch, status, storage, twilio_api
+from worker.errors import IncompleteMedia, LockBusy, LockLost, RecordingNotFound, UpstreamError, UpstreamNotReady
+
+RE = "RE" + "3" * 32
+CA = "CA" + "3" * 32
+MP3 = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + b"\x00" * 4086
+
+
+@pytest.fixture
+def twilio(settings):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+@pytest.fixture
+def session(settings):
+    return twilio_api.new_session(settings)
+
+
+def media(settings, fmt="mp3"):
+    return twilio_api.media_url(settings, RE, fmt)
+
+
+def resource(settings):
+    return f"{twilio_api.account_url(settings)}/Recordings/{RE}.json"
+
+
+def media_gets(twilio, settings):
+    return sum(1 for call in twilio.calls if call.request.url == media(settings))
+
+
+def test_downloads_once_then_serves_from_the_volume(settings, redis, twilio, session):
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    first = fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    second = fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    assert (first.result, second.result) == ("downloaded", "cached")
+    assert media_gets(twilio, settings) == 1
+    assert storage.media_path(settings.recordings_dir, RE, "mp3").read_bytes() == MP3
+    sidecar = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
+    assert sidecar["call_sid"] == CA and sidecar["bytes"] == len(MP3) and sidecar["format"] == "mp3"
+    assert storage.resolve_link(settings.recordings_dir, CA, "mp3") == RE
+
+
+def test_sends_basic_auth_only_to_the_configured_origin(settings, redis, twilio, session):
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    request = twilio.calls[0].request
+    assert request.url.startswith("http://twilio.test/2010-04-01/Accounts/AC")
+    assert request.headers["Authorization"].startswith("Basic ")
+
+
+def test_unknown_call_sid_is_read_from_the_recording_resource(settings, redis, twilio, session):
+    twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "completed", "duration": "7",
+                                          "start_time": "Tue, 01 Sep 2026 10:00:00 +0000"})
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    fetch.fetch_recording(RE, "mp3", settings, redis, session)
+    sidecar = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
+    assert sidecar["call_sid"] == CA and sidecar["duration"] == "7"
+    assert sidecar["recorded_at"] == "2026-09-01T10:00:00+00:00"
+
+
+def test_another_holder_of_the_lock_means_no_download(settings, redis, twilio, session):
+    holder = fetch.RecordingLock(redis, RE, "mp3", ttl=5)
+    assert holder.acquire()
+    with pytest.raises(LockBusy):
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    assert len(twilio.calls) == 0
+
+
+def test_media_not_ready_is_retryable(settings, redis, twilio, session):
+    twilio.get(media(settings), status=404, json={"code": 20404})
+    twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "processing"})
+    with pytest.raises(UpstreamNotReady):
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    assert not status.is_downloading(redis, RE, "mp3")  # the lock was released
+
+
+@pytest.mark.parametrize("resource_answer", [{"status": 404}, {"json": {"sid": RE, "status": "absent"}}])
+def test_recording_twilio_does_not_have_is_final(settings, redis, twilio, session, resource_answer):
+    twilio.get(media(settings), status=404, json={"code": 20404})
+    twilio.get(resource(settings), **resource_answer)
+    with pytest.raises(RecordingNotFound):
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ({"status": 500}, UpstreamError),
+        ({"status": 503}, UpstreamError),
+        ({"body": requests.ConnectionError("refused")}, UpstreamError),
+        ({"body": requests.ReadTimeout("slow")}, UpstreamError),
+        ({"body": MP3[:100], "headers": {"Content-Length": str(len(MP3))}, "auto_calculate_content_length": False}, IncompleteMedia),
+        ({"body": b"<html>" + b"x" * 200, "headers": {"Content-Length": "206"}}, IncompleteMedia),
+    ],
+)
+def test_upstream_faults_leave_nothing_on_the_volume(settings, redis, twilio, session, answer, error):
+    twilio.get(media(settings), **answer)
+    with pytest.raises(error):
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    assert not storage.is_cached(settings.recordings_dir, RE, "mp3")
+    assert not any((settings.recordings_dir / ".tmp").glob("*"))
+    assert not status.is_downloading(redis, RE, "mp3")
+
+
+def test_lock_is_extended_while_a_download_streams(redis):
+    lock = fetch.RecordingLock(redis, RE, "mp3", ttl=0.6)
+    assert lock.acquire()
+    keep = fetch._lock_keeper(lock, 0.6)
+    for _ in range(6):  # 0.9 s in all: longer than the TTL
+        time.sleep(0.15)
+        keep(1)
+    assert redis.get(lock.name) is not None
+    assert lock.owned()
+
+
+def test_a_lost_lock_stops_the_download(redis):
+    lock = fetch.RecordingLock(redis, RE, "mp3", ttl=0.3)
+    assert lock.acquire()
+    redis.delete(lock.name)
+    fetch.RecordingLock(redis, RE, "mp3", ttl=5).acquire()  # someone else took over
+    keep = fetch._lock_keeper(lock, 0.3)
+    time.sleep(0.15)
+    with pytest.raises(LockLost):
+        keep(1)

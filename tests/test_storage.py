@@ -1,0 +1,109 @@
+"""The volume layout: atomic verified writes, sidecars, call links, legs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from worker import storage
+from worker.errors import IncompleteMedia, InvalidSid
+
+RE1 = "RE" + "1" * 32
+RE2 = "RE" + "2" * 32
+CA1 = "CA" + "1" * 32
+CA_CHILD = "CA" + "c" * 32
+MP3 = b"\xff\xfb\x90\x64" + b"\x00" * 1020
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 100
+
+
+def chunks(data: bytes, size: int = 100):
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def test_write_media_lands_complete_file_with_hash(tmp_path):
+    stored = storage.write_media(tmp_path, RE1, "mp3", chunks(MP3), len(MP3))
+    assert stored.path == tmp_path / f"{RE1}.mp3"
+    assert stored.path.read_bytes() == MP3
+    assert stored.bytes == len(MP3)
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_wav_is_recognised(tmp_path):
+    storage.write_media(tmp_path, RE1, "wav", chunks(WAV), len(WAV))
+    assert storage.is_cached(tmp_path, RE1, "wav")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "body", "declared"),
+    [
+        ("mp3", MP3[:500], len(MP3)),  # truncated before Content-Length
+        ("mp3", MP3 + b"extra", len(MP3)),  # longer than declared
+        ("mp3", b"<html>nope</html>" + b"\x00" * 1007, 1024),  # not audio
+        ("wav", MP3, len(MP3)),  # audio, but not the declared format
+        ("mp3", b"", 0),  # empty
+    ],
+)
+def test_bad_bodies_never_appear_under_the_final_name(tmp_path, fmt, body, declared):
+    with pytest.raises(IncompleteMedia):
+        storage.write_media(tmp_path, RE1, fmt, chunks(body), declared)
+    assert not storage.is_cached(tmp_path, RE1, fmt)
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_a_broken_stream_leaves_no_temp_file(tmp_path):
+    def broken():
+        yield MP3[:100]
+        raise ConnectionError("reset")
+
+    with pytest.raises(ConnectionError):
+        storage.write_media(tmp_path, RE1, "mp3", broken(), len(MP3))
+    assert not storage.is_cached(tmp_path, RE1, "mp3")
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize("sid", ["../etc/passwd", "RE" + "0" * 31, "CA" + "1" * 32, "AC" + "1" * 32])
+def test_write_media_refuses_anything_but_a_recording_sid(tmp_path, sid):
+    with pytest.raises(InvalidSid):
+        storage.write_media(tmp_path, sid, "mp3", chunks(MP3), len(MP3))
+
+
+def _cache(root, sid, recorded_at):
+    storage.write_media(root, sid, "mp3", chunks(MP3), len(MP3))
+    storage.write_json_atomically(storage.sidecar_path(root, sid, "mp3"), {"recorded_at": recorded_at})
+
+
+def test_call_link_points_at_the_latest_recording(tmp_path):
+    _cache(tmp_path, RE1, "2026-01-01T10:00:00+00:00")
+    _cache(tmp_path, RE2, "2026-01-01T11:00:00+00:00")
+    assert storage.link_call(tmp_path, CA1, RE2, "mp3")
+    assert not storage.link_call(tmp_path, CA1, RE1, "mp3")  # older: keep the newer one
+    assert storage.resolve_link(tmp_path, CA1, "mp3") == RE2
+    link = tmp_path / f"{CA1}.mp3"
+    assert os.readlink(link) == f"{RE2}.mp3"  # relative: survives moving the volume
+    assert link.read_bytes() == MP3
+
+
+def test_link_to_a_missing_recording_does_not_resolve(tmp_path):
+    os.symlink(f"{RE1}.mp3", tmp_path / f"{CA1}.mp3")
+    assert storage.resolve_link(tmp_path, CA1, "mp3") is None
+    assert not storage.is_cached(tmp_path, CA1, "mp3")
+
+
+def test_legs_are_kept_both_ways(tmp_path):
+    storage.record_leg(tmp_path, CA_CHILD, CA1)
+    storage.record_leg(tmp_path, CA_CHILD, CA1)
+    assert storage.parent_of(tmp_path, CA_CHILD) == CA1
+    assert storage.children_of(tmp_path, CA1) == [CA_CHILD]
+    assert storage.parent_of(tmp_path, CA1) is None
+
+
+def test_stale_temp_files_are_removed(tmp_path):
+    tmp = tmp_path / ".tmp"
+    tmp.mkdir()
+    old, new = tmp / "old.part", tmp / "new.part"
+    old.write_bytes(b"x")
+    new.write_bytes(b"x")
+    os.utime(old, (1, 1))
+    assert storage.remove_stale_temp(tmp_path, older_than_seconds=60) == 1
+    assert not old.exists() and new.exists()

@@ -1,0 +1,144 @@
+"""Twilio callbacks through the Flask app: signatures, validation, enqueueing."""
+
+from __future__ import annotations
+
+import pytest
+from twilio.request_validator import RequestValidator
+
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from worker import status
+
+RE = "RE" + "4" * 32
+CA = "CA" + "4" * 32
+CHILD = "CA" + "5" * 32
+PUBLIC = "http://cache.test"
+
+
+def recording_params(**overrides):
+    params = {
+        "AccountSid": ACCOUNT_SID,
+        "CallSid": CA,
+        "RecordingSid": RE,
+        "RecordingUrl": f"http://twilio.test/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/{RE}",
+        "RecordingStatus": "completed",
+        "RecordingDuration": "12",
+        "RecordingChannels": "1",
+        "RecordingStartTime": "Tue, 01 Sep 2026 10:00:00 +0000",
+        "RecordingSource": "DialVerb",
+        "ErrorCode": "0",
+    }
+    params.update(overrides)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def post_signed(client, path, params, token=AUTH_TOKEN, url=None):
+    signature = RequestValidator(token).compute_signature(url or PUBLIC + path, params)
+    return client.post(path, data=params, headers={"X-Twilio-Signature": signature})
+
+
+def test_completed_recording_is_enqueued_and_answered_204(client, app):
+    response = post_signed(client, "/twilio/recording-status", recording_params())
+    assert response.status_code == 204
+    assert app.config["SENT_TASKS"] == [("recordings.fetch", [RE, "mp3", CA, "2026-09-01T10:00:00+00:00"])]
+
+
+def test_duplicate_webhooks_enqueue_once(client, app):
+    for _ in range(5):
+        assert post_signed(client, "/twilio/recording-status", recording_params()).status_code == 204
+    assert len(app.config["SENT_TASKS"]) == 1
+
+
+@pytest.mark.parametrize("state", ["in-progress", "absent", "failed"])
+def test_other_statuses_are_remembered_not_enqueued(client, app, state):
+    assert post_signed(client, "/twilio/recording-status", recording_params(RecordingStatus=state)).status_code == 204
+    assert app.config["SENT_TASKS"] == []
+    assert status.last_webhook(app.extensions["recording_cache"].redis, RE)["status"] == state
+
+
+@pytest.mark.parametrize(
+    "signature_case",
+    ["missing", "wrong token", "other url", "tampered body"],
+)
+def test_recording_status_rejects_bad_signature(client, app, signature_case):
+    params = recording_params()
+    headers = {}
+    if signature_case == "wrong token":
+        headers["X-Twilio-Signature"] = RequestValidator("0" * 32).compute_signature(PUBLIC + "/twilio/recording-status", params)
+    elif signature_case == "other url":
+        headers["X-Twilio-Signature"] = RequestValidator(AUTH_TOKEN).compute_signature("http://evil.test/twilio/recording-status", params)
+    elif signature_case == "tampered body":
+        headers["X-Twilio-Signature"] = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC + "/twilio/recording-status", params)
+        params = recording_params(RecordingSid="RE" + "9" * 32)
+    response = client.post("/twilio/recording-status", data=params, headers=headers)
+    assert response.status_code == 403
+    assert app.config["SENT_TASKS"] == []
+
+
+def test_signature_covers_the_query_string(client, app):
+    params = recording_params()
+    url = PUBLIC + "/twilio/recording-status?tenant=a"
+    signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
+    ok = client.post("/twilio/recording-status?tenant=a", data=params, headers={"X-Twilio-Signature": signature})
+    bad = client.post("/twilio/recording-status?tenant=b", data=params, headers={"X-Twilio-Signature": signature})
+    assert (ok.status_code, bad.status_code) == (204, 403)
+
+
+def test_another_account_is_refused(client, app):
+    response = post_signed(client, "/twilio/recording-status", recording_params(AccountSid="AC" + "b" * 32))
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("RecordingSid", None),
+        ("RecordingSid", "RE123"),
+        ("RecordingSid", "../../etc/passwd"),
+        ("RecordingSid", CA),
+        ("CallSid", None),
+        ("CallSid", "CA" + "x" * 32),
+        ("RecordingStatus", "done"),
+        ("RecordingStatus", None),
+        ("RecordingStartTime", "yesterday"),
+    ],
+)
+def test_malformed_fields_get_400_naming_the_field(client, app, field, value):
+    response = post_signed(client, "/twilio/recording-status", recording_params(**{field: value}))
+    assert response.status_code == 400
+    assert field in response.get_json()["error"]
+    assert app.config["SENT_TASKS"] == []
+
+
+def test_foreign_recording_url_is_never_used(client, app):
+    params = recording_params(RecordingUrl="http://169.254.169.254/latest/meta-data")
+    assert post_signed(client, "/twilio/recording-status", params).status_code == 204
+    name, args = app.config["SENT_TASKS"][0]
+    assert "169.254" not in repr(args)
+
+
+def test_huge_body_is_refused(client, app):
+    response = client.post("/twilio/recording-status", data={"x": "y" * 100_000}, headers={"X-Twilio-Signature": "x"})
+    assert response.status_code == 413
+
+
+def test_child_leg_is_recorded(client, app):
+    params = {"AccountSid": ACCOUNT_SID, "CallSid": CHILD, "ParentCallSid": CA, "CallStatus": "completed"}
+    assert post_signed(client, "/twilio/call-status", params).status_code == 204
+    assert app.config["SENT_TASKS"] == [("recordings.record_leg", [CHILD, CA, "mp3"])]
+
+
+def test_call_status_rejects_bad_signature(client, app):
+    params = {"AccountSid": ACCOUNT_SID, "CallSid": CHILD, "ParentCallSid": CA}
+    response = client.post("/twilio/call-status", data=params, headers={"X-Twilio-Signature": "bogus"})
+    assert response.status_code == 403
+    assert app.config["SENT_TASKS"] == []
+
+
+def test_redis_down_answers_503_so_twilio_retries(tmp_path):
+    from tests.conftest import make_settings
+    from web import create_app
+
+    app = create_app(make_settings(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))
+    response = post_signed(app.test_client(), "/twilio/recording-status", recording_params())
+    assert response.status_code == 503
+    assert response.headers["Retry-After"]

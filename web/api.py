@@ -1,0 +1,50 @@
+"""The host application's API, behind ``Authorization: Bearer $API_TOKEN``."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, abort, jsonify, request
+
+from worker import catalog, queue
+from worker.sids import require_format, require_playable_sid
+
+from . import services
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+@bp.before_request
+def require_token() -> None:
+    """401 without a bearer token, 403 with a wrong one."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        abort(401, "send Authorization: Bearer <API_TOKEN>")
+    if not hmac.compare_digest(token.encode(), services().settings.api_token.encode()):
+        abort(403, "wrong API token")
+
+
+def _format() -> str:
+    return require_format(request.args.get("format", services().settings.recording_format))
+
+
+@bp.get("/recordings/<sid>")
+def get_recording(sid: str):
+    """Status of a recording or call, with a freshly signed playback URL."""
+    sid = require_playable_sid(sid)
+    svc = services()
+    return jsonify(catalog.describe(svc.settings, svc.redis, sid, _format()))
+
+
+@bp.post("/recordings/<sid>/fetch")
+def fetch_recording(sid: str):
+    """Enqueue a fetch (idempotent); 202 with the current status."""
+    sid = require_playable_sid(sid)
+    svc, fmt = services(), _format()
+    info = catalog.describe(svc.settings, svc.redis, sid, fmt)
+    if info["status"] != "cached":
+        info["enqueued"] = queue.enqueue_fetch(svc.celery, svc.redis, sid, fmt, "api")
+        if info["status"] in ("unknown", "failed"):
+            info["status"] = "pending"
+    return jsonify(info), 200 if info["status"] == "cached" else 202

@@ -1,0 +1,35 @@
+"""Map domain errors and infrastructure faults to clear JSON answers."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask, jsonify
+from kombu.exceptions import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from worker.errors import InvalidSid
+
+log = logging.getLogger(__name__)
+
+
+def register(app: Flask) -> None:
+    """Install the handlers on ``app``."""
+
+    @app.errorhandler(InvalidSid)
+    def invalid_sid(exc: InvalidSid):
+        return jsonify(error=str(exc)), 400
+
+    @app.errorhandler(redis.RedisError)
+    @app.errorhandler(OperationalError)
+    def broker_down(exc: Exception):
+        # 503 makes Twilio retry the callback; nothing was accepted.
+        log.error("redis.unavailable", extra={"error_type": type(exc).__name__})
+        response = jsonify(error="the queue is unavailable, retry later")
+        response.headers["Retry-After"] = "5"
+        return response, 503
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        return jsonify(error=exc.description or exc.name), exc.code

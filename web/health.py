@@ -1,0 +1,57 @@
+"""Health check for load balancers and Prometheus metrics."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+
+from worker.celery_app import QUEUE
+
+from . import services
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    """200 when Redis answers and the volume is writable, else 503."""
+    settings = services().settings
+    checks = {"redis": "ok", "volume": "ok"}
+    try:
+        services().redis.ping()
+    except Exception as exc:  # any failure to answer is "down" here
+        checks["redis"] = f"error: {type(exc).__name__}"
+    root = settings.recordings_dir
+    if not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
+        checks["volume"] = f"error: {root} is not a writable folder"
+    healthy = all(value == "ok" for value in checks.values())
+    return jsonify(status="ok" if healthy else "unavailable", **checks), 200 if healthy else 503
+
+
+class QueueDepthCollector:
+    """Reads the broker's queue length at scrape time."""
+
+    def collect(self):
+        family = GaugeMetricFamily("recording_cache_queue_depth", "Messages waiting in the Celery queue")
+        try:
+            family.add_metric([], services().redis.llen(QUEUE))
+        except Exception:  # a scrape must not fail because Redis is down
+            return
+        yield family
+
+
+@bp.get("/metrics")
+def metrics():
+    """Prometheus text format, merged over all processes when multiprocess."""
+    registry = CollectorRegistry()
+    if services().settings.extra.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        from prometheus_client import REGISTRY as registry  # noqa: N811
+    output = generate_latest(registry)
+    queue_registry = CollectorRegistry()
+    queue_registry.register(QueueDepthCollector())
+    return Response(output + generate_latest(queue_registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,56 @@
+"""The playback miss path: nginx found no file for a correctly signed URL.
+
+nginx serves every hit itself; only misses arrive here, as an internal
+subrequest carrying the original URI. The answer is immediate: enqueue a
+fetch (deduplicated) and tell the player to come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Blueprint, abort, jsonify, request
+
+from worker import catalog, metrics, queue, signing, storage
+
+from . import services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("playback", __name__)
+
+_PLAYBACK_PATH = re.compile(r"/recordings/((?:RE|CA)[0-9a-f]{32})\.(mp3|wav)")
+RETRY_AFTER_SECONDS = 1
+
+
+@bp.get("/internal/playback-miss")
+def playback_miss():
+    """202 + Retry-After and a queued fetch; 404 when Twilio has no such recording."""
+    original = urlsplit(request.headers.get("X-Original-URI", ""))
+    match = _PLAYBACK_PATH.fullmatch(original.path)
+    if not match:
+        abort(404, "no such recording")
+    sid, fmt = match.groups()
+    query = parse_qs(original.query)
+    settings, svc = services().settings, services()
+    # nginx checked the signature already; checking again keeps this view safe
+    # even if it is reached some other way.
+    if not signing.verify(original.path, (query.get("expires") or [None])[0], (query.get("sig") or [None])[0], settings.playback_signing_key):
+        abort(403, "invalid or expired playback signature")
+    if storage.is_cached(settings.recordings_dir, sid, fmt):
+        return _come_back(sid, "cached", 0)
+    if catalog.is_known_missing(svc.redis, sid, fmt):
+        abort(404, "Twilio has no recording for this SID")
+    metrics.PLAYBACK_MISSES.inc()
+    enqueued = queue.enqueue_fetch(svc.celery, svc.redis, sid, fmt, "playback")
+    log.info("playback.miss", extra={"sid": sid, "format": fmt, "cache": "miss", "enqueued": enqueued})
+    return _come_back(sid, "pending", RETRY_AFTER_SECONDS)
+
+
+def _come_back(sid: str, state: str, seconds: int):
+    response = jsonify(sid=sid, status=state, retry_after=seconds)
+    response.status_code = 202
+    response.headers["Retry-After"] = str(seconds)
+    response.headers["Cache-Control"] = "no-store"
+    return response

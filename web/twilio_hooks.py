@@ -1,0 +1,102 @@
+"""Twilio's status callbacks: verify the signature, remember, enqueue, answer 204."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from functools import cache
+
+from flask import Blueprint, abort, request
+from twilio.request_validator import RequestValidator
+
+from worker import metrics, queue, status, twilio_api
+from worker.sids import require_sid
+
+from . import services
+
+log = logging.getLogger(__name__)
+bp = Blueprint("twilio", __name__, url_prefix="/twilio")
+
+RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
+
+
+@cache
+def _validator(token: str) -> RequestValidator:
+    return RequestValidator(token)
+
+
+def _public_url() -> str:
+    """The URL Twilio signed: PUBLIC_BASE_URL + path + query, proxies notwithstanding."""
+    query = request.query_string.decode("latin-1")
+    return services().settings.public_base_url + request.path + (f"?{query}" if query else "")
+
+
+def _require_twilio(kind: str) -> None:
+    settings = services().settings
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not signature or not _validator(settings.twilio_auth_token).validate(_public_url(), request.form, signature):
+        metrics.WEBHOOKS.labels(kind, "forbidden").inc()
+        log.warning("webhook.bad_signature", extra={"kind": kind, "remote": request.remote_addr})
+        abort(403, "invalid X-Twilio-Signature")
+    if request.form.get("AccountSid") != settings.twilio_account_sid:
+        metrics.WEBHOOKS.labels(kind, "forbidden").inc()
+        abort(403, "AccountSid does not match this service's account")
+
+
+def _recorded_at(raw: str | None) -> str | None:
+    """RecordingStartTime (RFC 2822, as Twilio sends it) as sortable ISO time."""
+    if not raw:
+        return None
+    try:
+        parsed = datetime.strptime(raw, "%a, %d %b %Y %H:%M:%S %z")
+    except ValueError:
+        abort(400, f"RecordingStartTime is not an RFC 2822 date: {raw!r}")
+    return parsed.astimezone(timezone.utc).isoformat(timespec="seconds")
+
+
+@bp.post("/recording-status")
+def recording_status():
+    """Twilio's recordingStatusCallback: on ``completed``, enqueue the download."""
+    started = time.monotonic()
+    _require_twilio("recording")
+    form = request.form
+    recording_sid = require_sid(form.get("RecordingSid"), "RE", "RecordingSid")
+    call_sid = require_sid(form.get("CallSid"), "CA", "CallSid")
+    recording_status = form.get("RecordingStatus")
+    if recording_status not in RECORDING_STATUSES:
+        abort(400, f"RecordingStatus must be one of {', '.join(RECORDING_STATUSES)}, got {recording_status!r}")
+    recorded_at = _recorded_at(form.get("RecordingStartTime"))
+    settings, svc = services().settings, services()
+    url = form.get("RecordingUrl", "")
+    if url and not twilio_api.is_twilio_url(settings, url):
+        # Never fetched anyway: media URLs are built from TWILIO_API_BASE_URL.
+        log.warning("webhook.foreign_recording_url", extra={"recording_sid": recording_sid, "host": url[:100]})
+    status.remember_webhook(svc.redis, recording_sid, recording_status, call_sid)
+    enqueued = False
+    if recording_status == "completed":
+        enqueued = queue.enqueue_fetch(
+            svc.celery, svc.redis, recording_sid, settings.recording_format, "webhook", call_sid, recorded_at
+        )
+    metrics.WEBHOOKS.labels("recording", recording_status).inc()
+    log.info("webhook.recording_status", extra={
+        "recording_sid": recording_sid, "call_sid": call_sid, "recording_status": recording_status,
+        "enqueued": enqueued, "ms": round((time.monotonic() - started) * 1000, 2),
+    })
+    return "", 204
+
+
+@bp.post("/call-status")
+def call_status():
+    """Twilio's call statusCallback: remember child legs' ParentCallSid."""
+    _require_twilio("call")
+    form = request.form
+    call_sid = require_sid(form.get("CallSid"), "CA", "CallSid")
+    parent = form.get("ParentCallSid")
+    if parent:
+        parent = require_sid(parent, "CA", "ParentCallSid")
+        svc = services()
+        queue.enqueue_leg(svc.celery, call_sid, parent, svc.settings.recording_format)
+    metrics.WEBHOOKS.labels("call", "child" if parent else "parent").inc()
+    log.info("webhook.call_status", extra={"call_sid": call_sid, "parent_call_sid": parent, "call_status": form.get("CallStatus")})
+    return "", 204

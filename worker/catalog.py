@@ -1,0 +1,55 @@
+"""What the service knows about a SID: the answer of ``/api/recordings/<sid>``."""
+
+from __future__ import annotations
+
+import redis
+
+from . import status, storage
+from .config import Settings
+from .signing import signed_url
+
+
+def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str) -> dict:
+    """Status (cached/pending/downloading/failed/unknown) and a fresh signed URL."""
+    root = settings.recordings_dir
+    info: dict = {
+        "sid": sid,
+        "format": fmt,
+        "status": "unknown",
+        "recording_sid": sid if sid.startswith("RE") else None,
+        "call_sid": sid if sid.startswith("CA") else None,
+        "bytes": None,
+        "url": signed_url(sid, fmt, settings.playback_signing_key, settings.playback_url_ttl),
+    }
+    recording_sid = storage.resolve_link(root, sid, fmt)
+    if recording_sid:
+        sidecar = storage.read_sidecar(root, recording_sid, fmt) or {}
+        info.update(
+            status="cached",
+            recording_sid=recording_sid,
+            call_sid=info["call_sid"] or sidecar.get("call_sid"),
+            bytes=storage.media_path(root, recording_sid, fmt).stat().st_size,
+            sha256=sidecar.get("sha256"),
+            downloaded_at=sidecar.get("downloaded_at"),
+        )
+        return info
+    if sid.startswith("RE"):
+        webhook = status.last_webhook(r, sid)
+        if webhook:
+            info["call_sid"] = webhook.get("call_sid")
+            info["twilio_status"] = webhook.get("status")
+    if sid.startswith("RE") and status.is_downloading(r, sid, fmt):
+        info["status"] = "downloading"
+        return info
+    state = status.get_state(r, sid, fmt)
+    if state and state["status"] == "failed":
+        info.update(status="failed", error=state.get("error"))
+    elif status.is_queued(r, sid, fmt):
+        info["status"] = "pending"
+    return info
+
+
+def is_known_missing(r: redis.Redis, sid: str, fmt: str) -> bool:
+    """True when a worker asked Twilio recently and Twilio does not have it."""
+    state = status.get_state(r, sid, fmt)
+    return bool(state and state["status"] == "not_found")

@@ -1,0 +1,51 @@
+"""Build the Celery app from Settings; no configuration is read at import time."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from celery import Celery
+
+from .config import Settings
+
+QUEUE = "recordings"
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app on REDIS_URL, configured for at-least-once downloads.
+
+    acks_late + reject_on_worker_lost: a task is acknowledged only after it
+    finished, and one whose process died is put back, so killing a worker
+    loses no accepted work. The visibility timeout is longer than the longest
+    download so a slow task is not handed to a second worker meanwhile.
+    """
+    app = Celery("recording_cache", broker=settings.redis_url, include=["worker.tasks"])
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_default_queue=QUEUE,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        task_time_limit=settings.task_time_limit,
+        task_soft_time_limit=max(1, settings.task_time_limit - 30),
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "socket_connect_timeout": 2,
+        },
+        broker_connection_timeout=2,
+        # A webhook answers 503 quickly when Redis is down instead of hanging.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        broker_connection_retry_on_startup=True,
+        timezone="UTC",
+        beat_schedule={
+            "reconcile": {"task": "recordings.reconcile", "schedule": timedelta(minutes=10)},
+        },
+    )
+    app.rc_settings = settings  # read by worker.tasks through resources()
+    return app

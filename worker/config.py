@@ -1,0 +1,249 @@
+"""Settings: one frozen object built from the environment (and `.env`).
+
+Every process (web, worker, beat, flower, the runner, the simulator's demo
+mode) builds the same object from the same variables, so they agree on ports,
+paths and secrets. Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, TypeVar
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from . import demo
+from .errors import ConfigError
+from .sids import FORMATS, is_sid
+
+T = TypeVar("T")
+
+DEFAULT_API_BASE_URL = "https://api.twilio.com"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed configuration of every process; see README for each variable."""
+
+    twilio_account_sid: str
+    twilio_auth_token: str = field(repr=False)
+    twilio_api_base_url: str
+    public_base_url: str
+    redis_url: str
+    recordings_dir: Path
+    recording_format: str
+    http_port: int
+    web_port: int
+    flower_port: int
+    api_token: str = field(repr=False)
+    playback_signing_key: str = field(repr=False)
+    playback_url_ttl: int
+    flower_basic_auth: str = field(repr=False)
+    log_format: str
+    reconcile_lookback_hours: int
+    cache_max_bytes: int
+    delete_from_twilio_after_days: int | None
+    demo: bool
+    simulator_port: int
+    # Tuning knobs with production defaults; tests shorten them.
+    download_connect_timeout: float = 5.0
+    download_read_timeout: float = 30.0
+    download_max_retries: int = 8
+    retry_backoff_seconds: float = 2.0
+    retry_backoff_max_seconds: float = 300.0
+    lock_ttl_seconds: float = 60.0
+    broker_visibility_timeout: int = 7200
+    task_time_limit: int = 3600
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def state_dir(self) -> Path:
+        """Folder on the volume for small durable state (legs, demo secrets)."""
+        return self.recordings_dir / ".state"
+
+    @property
+    def flower_credentials(self) -> tuple[str, str]:
+        """FLOWER_BASIC_AUTH split into user and password."""
+        user, _, password = self.flower_basic_auth.partition(":")
+        return user, password
+
+
+def _read(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name)
+    if value is None or value.strip() == "":
+        return None
+    return value.strip()
+
+
+def _typed(env: Mapping[str, str], name: str, default: T, parse: Callable[[str], T]) -> T:
+    raw = _read(env, name)
+    if raw is None:
+        return default
+    try:
+        return parse(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} is malformed: {exc}") from None
+
+
+def _port(raw: str) -> int:
+    port = int(raw)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"expected a port 1-65535, got {raw!r}")
+    return port
+
+
+def _non_negative(raw: str) -> int:
+    number = int(raw)
+    if number < 0:
+        raise ValueError(f"expected a whole number >= 0, got {raw!r}")
+    return number
+
+
+def _positive(raw: str) -> int:
+    number = int(raw)
+    if number <= 0:
+        raise ValueError(f"expected a whole number > 0, got {raw!r}")
+    return number
+
+
+def _positive_float(raw: str) -> float:
+    number = float(raw)
+    if not number > 0:
+        raise ValueError(f"expected a number > 0, got {raw!r}")
+    return number
+
+
+def _http_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"expected an http(s) URL, got {raw!r}")
+    return raw.rstrip("/")
+
+
+def _api_origin(raw: str) -> str:
+    url = _http_url(raw)
+    if urlsplit(url).path not in ("", "/"):
+        raise ValueError(f"expected an origin without a path, got {raw!r}")
+    return url
+
+
+def _redis_url(raw: str) -> str:
+    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected redis://host:port/db, got {raw!r}")
+    return raw
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}, got {raw!r}")
+        return raw
+
+    return parse
+
+
+def _basic_auth(raw: str) -> str:
+    if not re.fullmatch(r"[^:\s]+:\S+", raw):
+        raise ValueError("expected user:password")
+    return raw
+
+
+def merged_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The process environment over the values of `.env` (the environment wins)."""
+    env = dict(os.environ if environ is None else environ)
+    env_file = Path(env.get("ENV_FILE", ".env"))
+    if env_file.is_file():
+        file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+        return {**file_values, **env}
+    return env
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build Settings from the environment; raise ConfigError naming a bad variable."""
+    env = merged_environment(environ)
+    account_sid = _read(env, "TWILIO_ACCOUNT_SID")
+    auth_token = _read(env, "TWILIO_AUTH_TOKEN")
+    if bool(account_sid) != bool(auth_token):
+        missing = "TWILIO_AUTH_TOKEN" if account_sid else "TWILIO_ACCOUNT_SID"
+        raise ConfigError(f"{missing} is required when the other Twilio credential is set")
+    if account_sid and not is_sid(account_sid, "AC"):
+        raise ConfigError("TWILIO_ACCOUNT_SID is malformed: expected AC followed by 32 hex digits")
+
+    http_port = _typed(env, "HTTP_PORT", 8080, _port)
+    recordings_dir = Path(_read(env, "RECORDINGS_DIR") or "./data/recordings").resolve()
+    simulator_port = _typed(env, "SIMULATOR_PORT", 8089, _port)
+    is_demo = account_sid is None
+    secrets = _secrets(env, recordings_dir, is_demo)
+    if is_demo:
+        account_sid, auth_token = secrets["TWILIO_ACCOUNT_SID"], secrets["TWILIO_AUTH_TOKEN"]
+        default_api = f"http://127.0.0.1:{simulator_port}"
+    else:
+        default_api = DEFAULT_API_BASE_URL
+
+    return Settings(
+        twilio_account_sid=account_sid,
+        twilio_auth_token=auth_token,
+        twilio_api_base_url=_typed(env, "TWILIO_API_BASE_URL", default_api, _api_origin),
+        public_base_url=_typed(env, "PUBLIC_BASE_URL", f"http://127.0.0.1:{http_port}", _http_url),
+        redis_url=_typed(env, "REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url),
+        recordings_dir=recordings_dir,
+        recording_format=_typed(env, "RECORDING_FORMAT", "mp3", _choice(*FORMATS)),
+        http_port=http_port,
+        web_port=_typed(env, "WEB_PORT", 8000, _port),
+        flower_port=_typed(env, "FLOWER_PORT", 5555, _port),
+        api_token=secrets["API_TOKEN"],
+        playback_signing_key=_signing_key_checked(secrets["PLAYBACK_SIGNING_KEY"]),
+        playback_url_ttl=_typed(env, "PLAYBACK_URL_TTL", 3600, _positive),
+        flower_basic_auth=_basic_auth_checked(secrets["FLOWER_BASIC_AUTH"]),
+        log_format=_typed(env, "LOG_FORMAT", "keyvalue", _choice("keyvalue", "json")),
+        reconcile_lookback_hours=_typed(env, "RECONCILE_LOOKBACK", 48, _positive),
+        cache_max_bytes=_typed(env, "CACHE_MAX_BYTES", 0, _non_negative),
+        delete_from_twilio_after_days=_typed(env, "DELETE_FROM_TWILIO_AFTER_DAYS", None, _non_negative),
+        demo=is_demo,
+        simulator_port=simulator_port,
+        download_connect_timeout=_typed(env, "DOWNLOAD_CONNECT_TIMEOUT", 5.0, _positive_float),
+        download_read_timeout=_typed(env, "DOWNLOAD_READ_TIMEOUT", 30.0, _positive_float),
+        download_max_retries=_typed(env, "DOWNLOAD_MAX_RETRIES", 8, _non_negative),
+        retry_backoff_seconds=_typed(env, "RETRY_BACKOFF_SECONDS", 2.0, _positive_float),
+        retry_backoff_max_seconds=_typed(env, "RETRY_BACKOFF_MAX_SECONDS", 300.0, _positive_float),
+        lock_ttl_seconds=_typed(env, "LOCK_TTL_SECONDS", 60.0, _positive_float),
+        broker_visibility_timeout=_typed(env, "BROKER_VISIBILITY_TIMEOUT", 7200, _positive),
+        task_time_limit=_typed(env, "TASK_TIME_LIMIT", 3600, _positive),
+        extra={k: v for k, v in env.items() if k == "PROMETHEUS_MULTIPROC_DIR"},
+    )
+
+
+def _signing_key_checked(value: str) -> str:
+    # The key is written into nginx's config, so it must not contain quotes,
+    # spaces or ``$`` (nginx variables).
+    if not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]{16,}", value):
+        raise ConfigError(
+            "PLAYBACK_SIGNING_KEY is malformed: expected at least 16 characters of A-Z a-z 0-9 _-.~+/="
+        )
+    return value
+
+
+def _basic_auth_checked(value: str) -> str:
+    try:
+        return _basic_auth(value)
+    except ValueError as exc:
+        raise ConfigError(f"FLOWER_BASIC_AUTH is malformed: {exc}") from None
+
+
+_SECRET_NAMES = ("API_TOKEN", "PLAYBACK_SIGNING_KEY", "FLOWER_BASIC_AUTH")
+
+
+def _secrets(env: Mapping[str, str], recordings_dir: Path, is_demo: bool) -> dict[str, str]:
+    """Secrets from the environment; in demo mode, generated ones fill the gaps."""
+    given = {name: _read(env, name) for name in _SECRET_NAMES}
+    if not is_demo:
+        for name, value in given.items():
+            if value is None:
+                raise ConfigError(f"{name} is required when Twilio credentials are set")
+        return given  # type: ignore[return-value]
+    generated = demo.load_or_create_secrets(recordings_dir / ".state")
+    return {**generated, **{k: v for k, v in given.items() if v is not None}}

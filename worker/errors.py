@@ -1,0 +1,41 @@
+"""One small exception class per condition the domain reports."""
+
+
+class RecordingCacheError(Exception):
+    """Base class of every error this project raises on purpose."""
+
+
+class ConfigError(RecordingCacheError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class InvalidSid(RecordingCacheError, ValueError):
+    """A SID does not match Twilio's format."""
+
+
+class UpstreamError(RecordingCacheError):
+    """Twilio could not deliver the media this time; worth retrying."""
+
+
+class UpstreamNotReady(UpstreamError):
+    """Twilio knows the recording but its media is not available yet (404)."""
+
+
+class RecordingNotFound(RecordingCacheError):
+    """Twilio does not know the recording or call at all; final."""
+
+
+class IncompleteMedia(UpstreamError):
+    """The body ended before Content-Length or is not audio of the format."""
+
+
+class StorageError(UpstreamError):
+    """The volume refused the write (disk full, I/O error); retried later."""
+
+
+class LockBusy(RecordingCacheError):
+    """Another process holds the download lock for this recording."""
+
+
+class LockLost(UpstreamError):
+    """Our lock expired or was taken over while downloading; stop writing."""

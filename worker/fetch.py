@@ -1,0 +1,183 @@
+"""Download one recording exactly once, into the volume, verified.
+
+Plain functions: Celery tasks call them, tests call them directly with a
+fakeredis or real Redis and an injected HTTP session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import redis
+import requests
+from redis.exceptions import LockError, LockNotOwnedError
+from redis.lock import Lock
+
+from . import metrics, status, storage, twilio_api
+from .config import Settings
+from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
+from .sids import require_format, require_sid
+
+log = logging.getLogger(__name__)
+
+FINAL_TWILIO_STATUSES = ("absent", "failed", "deleted")
+
+
+class RecordingLock(Lock):
+    """redis-py Lock named ``recording:{sid}.{fmt}``: token-owned, with a TTL.
+
+    The TTL is short so a crashed holder frees it quickly; the holder extends
+    it while its download streams.
+    """
+
+    def __init__(self, r: redis.Redis, recording_sid: str, fmt: str, ttl: float):
+        super().__init__(r, status.lock_name(recording_sid, fmt), timeout=ttl, blocking=False)
+
+
+@dataclass(frozen=True)
+class FetchOutcome:
+    """How a fetch ended: ``downloaded`` or ``cached`` (already on the volume)."""
+
+    recording_sid: str
+    result: str
+    bytes: int = 0
+    ms: float = 0.0
+
+
+def fetch_recording(
+    recording_sid: str,
+    fmt: str,
+    settings: Settings,
+    r: redis.Redis,
+    session: requests.Session,
+    call_sid: str | None = None,
+    recorded_at: str | None = None,
+) -> FetchOutcome:
+    """Make sure the recording is on the volume; download it if nobody has.
+
+    Raises LockBusy when another process is downloading it (that process's
+    task owns completion), RecordingNotFound when Twilio does not know it, and
+    UpstreamError subclasses for faults worth retrying.
+    """
+    require_sid(recording_sid, "RE")
+    require_format(fmt)
+    root = settings.recordings_dir
+    if storage.is_cached(root, recording_sid, fmt):
+        return _already_cached(root, recording_sid, fmt, r)
+    lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
+    if not lock.acquire():
+        metrics.LOCK_CONTENDED.inc()
+        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process")
+    try:
+        # Checked again under the lock: the previous holder may just have finished.
+        if storage.is_cached(root, recording_sid, fmt):
+            return _already_cached(root, recording_sid, fmt, r)
+        return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at)
+    finally:
+        try:
+            lock.release()
+        except LockError:
+            log.warning("lock.lost", extra={"recording_sid": recording_sid, "format": fmt})
+
+
+def _already_cached(root, recording_sid: str, fmt: str, r: redis.Redis) -> FetchOutcome:
+    status.clear_state(r, recording_sid, fmt)
+    size = storage.media_path(root, recording_sid, fmt).stat().st_size
+    return FetchOutcome(recording_sid, "cached", bytes=size)
+
+
+def _download(
+    recording_sid: str,
+    fmt: str,
+    settings: Settings,
+    r: redis.Redis,
+    session: requests.Session,
+    lock: RecordingLock,
+    call_sid: str | None,
+    recorded_at: str | None,
+) -> FetchOutcome:
+    resource = None
+    if call_sid is None:
+        resource = twilio_api.get_recording(session, settings, recording_sid)
+        call_sid = resource.get("call_sid")
+    started = time.monotonic()
+    metrics.DOWNLOADS.labels("started").inc()
+    log.info("download.start", extra={"recording_sid": recording_sid, "call_sid": call_sid, "format": fmt, "cache": "miss"})
+    try:
+        media = twilio_api.open_media(session, settings, recording_sid, fmt)
+    except UpstreamNotReady:
+        # Twilio answers 404 both before the media is ready and for SIDs it
+        # never had; the resource tells the two apart.
+        resource = resource or twilio_api.get_recording(session, settings, recording_sid)
+        if resource.get("status") in FINAL_TWILIO_STATUSES:
+            raise RecordingNotFound(f"Twilio marks {recording_sid} {resource['status']}") from None
+        raise
+    stored = storage.write_media(
+        settings.recordings_dir, recording_sid, fmt, media.chunks(), media.length,
+        on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
+    )
+    ms = (time.monotonic() - started) * 1000
+    storage.write_json_atomically(
+        storage.sidecar_path(settings.recordings_dir, recording_sid, fmt),
+        {
+            "recording_sid": recording_sid,
+            "call_sid": call_sid,
+            "account_sid": settings.twilio_account_sid,
+            "format": fmt,
+            "bytes": stored.bytes,
+            "sha256": stored.sha256,
+            "duration": (resource or {}).get("duration"),
+            "recorded_at": recorded_at or _recorded_at(resource),
+            "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+    if call_sid:
+        link_call_and_legs(settings, call_sid, recording_sid, fmt)
+    status.clear_state(r, recording_sid, fmt)
+    metrics.DOWNLOADS.labels("succeeded").inc()
+    metrics.BYTES_DOWNLOADED.inc(stored.bytes)
+    metrics.DOWNLOAD_SECONDS.observe(ms / 1000)
+    log.info("download.done", extra={"recording_sid": recording_sid, "call_sid": call_sid, "format": fmt, "bytes": stored.bytes, "ms": round(ms, 1), "sha256": stored.sha256})
+    return FetchOutcome(recording_sid, "downloaded", bytes=stored.bytes, ms=ms)
+
+
+def _recorded_at(resource: dict | None) -> str:
+    """A sortable timestamp for choosing a call's latest recording."""
+    if resource:
+        for field in ("start_time", "date_created"):
+            value = resource.get(field)
+            if value:
+                try:
+                    parsed = datetime.strptime(value, "%a, %d %b %Y %H:%M:%S %z")
+                    return parsed.astimezone(timezone.utc).isoformat(timespec="seconds")
+                except ValueError:
+                    pass
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _lock_keeper(lock: RecordingLock, ttl: float):
+    """A progress callback that renews the lock every third of its TTL."""
+    last = time.monotonic()
+
+    def keep(_written: int) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= ttl / 3:
+            try:
+                lock.reacquire()
+            except LockNotOwnedError as exc:
+                raise LockLost(f"lost {lock.name} while downloading") from exc
+            last = now
+
+    return keep
+
+
+def link_call_and_legs(settings: Settings, call_sid: str, recording_sid: str, fmt: str) -> None:
+    """Point the call and its known child legs at the recording on the volume."""
+    root = settings.recordings_dir
+    for sid in [call_sid, *storage.children_of(root, call_sid)]:
+        if storage.link_call(root, sid, recording_sid, fmt):
+            log.info("call.linked", extra={"call_sid": sid, "recording_sid": recording_sid, "format": fmt})

@@ -1,0 +1,69 @@
+"""Structured logs: one line per event, key=value or JSON (LOG_FORMAT).
+
+Call sites log an event name as the message and the facts as ``extra``::
+
+    log.info("download.done", extra={"recording_sid": sid, "bytes": n, "ms": 12})
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+# Attributes every LogRecord has; anything else came in through ``extra``.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_SECRET_HINTS = ("token", "password", "secret", "authorization", "signing_key")
+
+
+def _fields(record: logging.LogRecord) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        + f".{int(record.msecs):03d}Z",
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "event": record.getMessage(),
+    }
+    for key, value in vars(record).items():
+        if key in _STANDARD or key.startswith("_"):
+            continue
+        if any(hint in key.lower() for hint in _SECRET_HINTS):
+            value = "[redacted]"
+        fields[key] = value
+    if record.exc_info and record.exc_info[1] is not None:
+        fields["error"] = f"{type(record.exc_info[1]).__name__}: {record.exc_info[1]}"
+    return fields
+
+
+def _kv_value(value: object) -> str:
+    text = str(value)
+    if text == "" or any(c in text for c in ' "=\n'):
+        return json.dumps(text)
+    return text
+
+
+class KeyValueFormatter(logging.Formatter):
+    """``ts=… level=info event=download.done recording_sid=RE… bytes=…``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return " ".join(f"{k}={_kv_value(v)}" for k, v in _fields(record).items())
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(_fields(record), default=str)
+
+
+def configure_logging(log_format: str, level: int = logging.INFO) -> None:
+    """Send every logger's records to stderr in the chosen structured format."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if log_format == "json" else KeyValueFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # Per-request access lines come from nginx; these libraries are too chatty.
+    for noisy in ("urllib3", "werkzeug", "twilio.http_client"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)

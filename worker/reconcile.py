@@ -1,0 +1,78 @@
+"""Make the volume catch up with reality.
+
+Webhooks can be lost (Twilio retries a callback for 15 s at most) and queued
+tasks can be lost with a Redis that kept nothing; the reconcile compares
+Twilio's recent recordings, and the callbacks we remember, with the volume and
+re-enqueues whatever is missing. Enqueueing is deduplicated like any fetch, so
+running it twice at once does no harm.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+
+import redis
+from celery import Celery
+from twilio.rest import Client
+
+from . import queue, storage
+from .config import Settings
+from .resolve import _twilio_call
+
+log = logging.getLogger(__name__)
+
+STALE_TEMP_SECONDS = 6 * 3600
+
+
+@dataclass
+class ReconcileReport:
+    """What one reconcile pass found and did."""
+
+    listed: int = 0
+    remembered: int = 0
+    already_cached: int = 0
+    enqueued: int = 0
+    temp_removed: int = 0
+
+    def as_dict(self) -> dict:
+        """The report as plain JSON-able values."""
+        return asdict(self)
+
+
+def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None]]:
+    found = []
+    for raw_key in r.scan_iter(match="rc:webhook:RE*", count=500):
+        raw = r.get(raw_key)
+        if not raw:
+            continue
+        data = json.loads(raw)
+        if data.get("status") == "completed":
+            found.append((raw_key.decode().rsplit(":", 1)[1], data.get("call_sid")))
+    return found
+
+
+def reconcile(settings: Settings, r: redis.Redis, client: Client | None, celery: Celery) -> ReconcileReport:
+    """Enqueue every recording Twilio or a webhook announced that is not cached."""
+    report = ReconcileReport()
+    root, fmt = settings.recordings_dir, settings.recording_format
+    report.temp_removed = storage.remove_stale_temp(root, max(STALE_TEMP_SECONDS, settings.task_time_limit))
+    wanted: dict[str, str | None] = {}
+    for sid, call_sid in _remembered_completed(r):
+        wanted[sid] = call_sid
+        report.remembered += 1
+    if client is not None:
+        since = datetime.now(timezone.utc) - timedelta(hours=settings.reconcile_lookback_hours)
+        for rec in _twilio_call(client.recordings.list, date_created_after=since, page_size=1000):
+            report.listed += 1
+            if rec.status == "completed":
+                wanted.setdefault(rec.sid, rec.call_sid)
+    for sid, call_sid in wanted.items():
+        if storage.is_cached(root, sid, fmt):
+            report.already_cached += 1
+        elif queue.enqueue_fetch(celery, r, sid, fmt, "reconcile", call_sid):
+            report.enqueued += 1
+    log.info("reconcile.done", extra=report.as_dict())
+    return report

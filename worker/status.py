@@ -1,0 +1,80 @@
+"""Short-lived per-recording state in Redis: queued, downloading, failed.
+
+The volume says what is cached; Redis only adds what is in flight or went
+wrong, so losing Redis loses no recording, only these hints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import redis
+
+STATE_TTL_SECONDS = 7 * 24 * 3600
+NOT_FOUND_TTL_SECONDS = 3600
+QUEUED_TTL_SECONDS = 120
+
+
+def key(sid: str, fmt: str) -> str:
+    """Redis key suffix shared by the lock, the queued marker and the state."""
+    return f"{sid}.{fmt}"
+
+
+def lock_name(sid: str, fmt: str) -> str:
+    """Name of the redis-py Lock guarding one recording's download."""
+    return f"recording:{key(sid, fmt)}"
+
+
+def set_state(r: redis.Redis, sid: str, fmt: str, status: str, **facts: object) -> None:
+    """Remember the latest state of a recording (``failed``, ``not_found``, …)."""
+    ttl = NOT_FOUND_TTL_SECONDS if status == "not_found" else STATE_TTL_SECONDS
+    value = json.dumps({"status": status, "at": round(time.time(), 3), **facts})
+    r.set(f"rc:state:{key(sid, fmt)}", value, ex=ttl)
+
+
+def get_state(r: redis.Redis, sid: str, fmt: str) -> dict | None:
+    """The latest remembered state, or None."""
+    raw = r.get(f"rc:state:{key(sid, fmt)}")
+    return json.loads(raw) if raw else None
+
+
+def clear_state(r: redis.Redis, sid: str, fmt: str) -> None:
+    """Forget state and queued marker once the recording is cached."""
+    r.delete(f"rc:state:{key(sid, fmt)}", f"rc:queued:{key(sid, fmt)}")
+
+
+def claim_enqueue(r: redis.Redis, sid: str, fmt: str) -> bool:
+    """True for the first caller in QUEUED_TTL_SECONDS; later ones skip enqueueing.
+
+    This only saves broker traffic under a storm of misses; the download lock
+    is what guarantees a single download.
+    """
+    return bool(r.set(f"rc:queued:{key(sid, fmt)}", "1", nx=True, ex=QUEUED_TTL_SECONDS))
+
+
+def release_enqueue(r: redis.Redis, sid: str, fmt: str) -> None:
+    """Allow a new enqueue (after a task ends, or when sending failed)."""
+    r.delete(f"rc:queued:{key(sid, fmt)}")
+
+
+def is_queued(r: redis.Redis, sid: str, fmt: str) -> bool:
+    """True while a fetch for the recording is queued or retrying."""
+    return bool(r.exists(f"rc:queued:{key(sid, fmt)}"))
+
+
+def is_downloading(r: redis.Redis, sid: str, fmt: str) -> bool:
+    """True while some process holds the recording's download lock."""
+    return bool(r.exists(lock_name(sid, fmt)))
+
+
+def remember_webhook(r: redis.Redis, recording_sid: str, status: str, call_sid: str) -> None:
+    """Keep the last recording-status callback Twilio sent for a recording."""
+    value = json.dumps({"status": status, "call_sid": call_sid, "at": round(time.time(), 3)})
+    r.set(f"rc:webhook:{recording_sid}", value, ex=STATE_TTL_SECONDS)
+
+
+def last_webhook(r: redis.Redis, recording_sid: str) -> dict | None:
+    """The last recording-status callback remembered for a recording."""
+    raw = r.get(f"rc:webhook:{recording_sid}")
+    return json.loads(raw) if raw else None

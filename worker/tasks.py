@@ -1,0 +1,130 @@
+"""Celery tasks: thin wrappers that unpack SIDs and call the domain functions."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import redis
+import requests
+from celery import Celery, Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
+from twilio.rest import Client
+
+from . import fetch, metrics, reconcile, resolve, status, storage, twilio_api
+from .config import Settings
+from .errors import LockBusy, RecordingNotFound, UpstreamError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-process clients, made once after the pool process forked."""
+
+    settings: Settings
+    redis: redis.Redis
+    session: requests.Session
+    twilio: Client
+
+
+@cache
+def _resources(app: Celery, pid: int) -> Resources:
+    settings: Settings = app.rc_settings
+    return Resources(
+        settings=settings,
+        redis=redis.Redis.from_url(settings.redis_url),
+        session=twilio_api.new_session(settings),
+        twilio=twilio_api.make_client(settings),
+    )
+
+
+def resources(app: Celery) -> Resources:
+    """Clients for this process; keyed on the pid so forks do not share sockets."""
+    return _resources(app, os.getpid())
+
+
+def _retry_or_fail(task: Task, res: Resources, sid: str, fmt: str, exc: Exception):
+    """Retry with exponential backoff and full jitter, or record a final failure."""
+    settings = res.settings
+    if task.request.retries >= settings.download_max_retries:
+        status.set_state(res.redis, sid, fmt, "failed", error=str(exc), attempts=task.request.retries + 1)
+        status.release_enqueue(res.redis, sid, fmt)
+        metrics.DOWNLOADS.labels("failed").inc()
+        log.error("download.failed", extra={"recording_sid": sid, "format": fmt, "attempts": task.request.retries + 1, "reason": str(exc)})
+        raise exc
+    countdown = get_exponential_backoff_interval(
+        factor=settings.retry_backoff_seconds,
+        retries=task.request.retries,
+        maximum=settings.retry_backoff_max_seconds,
+        full_jitter=True,
+    )
+    metrics.DOWNLOADS.labels("retried").inc()
+    log.warning("download.retry", extra={"recording_sid": sid, "format": fmt, "attempt": task.request.retries + 1, "countdown_s": countdown, "reason": str(exc)})
+    raise task.retry(exc=exc, countdown=countdown, max_retries=settings.download_max_retries)
+
+
+def _not_found(res: Resources, sid: str, fmt: str, exc: RecordingNotFound) -> dict:
+    status.set_state(res.redis, sid, fmt, "not_found", error=str(exc))
+    status.release_enqueue(res.redis, sid, fmt)
+    log.warning("recording.not_found", extra={"sid": sid, "format": fmt, "reason": str(exc)})
+    return {"sid": sid, "result": "not_found"}
+
+
+@shared_task(bind=True, name="recordings.fetch")
+def fetch_recording_task(self: Task, recording_sid: str, fmt: str, call_sid: str | None = None, recorded_at: str | None = None) -> dict:
+    """Download a recording by RecordingSid (from a webhook or a playback miss)."""
+    res = resources(self.app)
+    try:
+        outcome = fetch.fetch_recording(recording_sid, fmt, res.settings, res.redis, res.session, call_sid, recorded_at)
+    except LockBusy:
+        # The lock holder's own task sees the download through (acks_late).
+        log.info("download.deduplicated", extra={"recording_sid": recording_sid, "format": fmt})
+        return {"sid": recording_sid, "result": "deduplicated"}
+    except RecordingNotFound as exc:
+        return _not_found(res, recording_sid, fmt, exc)
+    except UpstreamError as exc:
+        _retry_or_fail(self, res, recording_sid, fmt, exc)
+    if call_sid and outcome.result == "cached":
+        fetch.link_call_and_legs(res.settings, call_sid, recording_sid, fmt)
+    return {"sid": recording_sid, "result": outcome.result, "bytes": outcome.bytes}
+
+
+@shared_task(bind=True, name="recordings.fetch_call")
+def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
+    """Resolve a CallSid (parent or child leg) to its recording and fetch it."""
+    res = resources(self.app)
+    try:
+        found = resolve.resolve_call(call_sid, res.settings, res.twilio)
+        outcome = fetch.fetch_recording(found.recording_sid, fmt, res.settings, res.redis, res.session, found.owner_call_sid, found.recorded_at)
+    except LockBusy:
+        return {"sid": call_sid, "result": "deduplicated"}
+    except RecordingNotFound as exc:
+        return _not_found(res, call_sid, fmt, exc)
+    except UpstreamError as exc:
+        _retry_or_fail(self, res, call_sid, fmt, exc)
+    fetch.link_call_and_legs(res.settings, found.owner_call_sid, found.recording_sid, fmt)
+    storage.link_call(res.settings.recordings_dir, call_sid, found.recording_sid, fmt)
+    status.clear_state(res.redis, call_sid, fmt)
+    return {"sid": call_sid, "recording_sid": found.recording_sid, "result": outcome.result}
+
+
+@shared_task(bind=True, name="recordings.record_leg")
+def record_leg_task(self: Task, child_sid: str, parent_sid: str, fmt: str) -> dict:
+    """Keep a child leg's parent on the volume and link it if already cached."""
+    res = resources(self.app)
+    root = res.settings.recordings_dir
+    storage.record_leg(root, child_sid, parent_sid)
+    recording_sid = storage.resolve_link(root, parent_sid, fmt)
+    if recording_sid:
+        storage.link_call(root, child_sid, recording_sid, fmt)
+    return {"child": child_sid, "parent": parent_sid, "linked": recording_sid}
+
+
+@shared_task(bind=True, name="recordings.reconcile")
+def reconcile_task(self: Task) -> dict:
+    """Re-enqueue what the volume is missing (periodic, from Celery beat)."""
+    res = resources(self.app)
+    return reconcile.reconcile(res.settings, res.redis, res.twilio, self.app).as_dict()

@@ -1,0 +1,122 @@
+"""Access to Twilio's REST API, always at the configured origin.
+
+Every URL is built here from ``TWILIO_API_BASE_URL`` and the SIDs; a
+webhook's ``RecordingUrl`` is never fetched, so a forged callback cannot make
+the worker connect anywhere else (no SSRF).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Iterator
+from urllib.parse import urlsplit
+
+import requests
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from .config import Settings
+from .errors import IncompleteMedia, RecordingNotFound, UpstreamError, UpstreamNotReady
+from .sids import require_format, require_sid
+
+log = logging.getLogger(__name__)
+
+API_VERSION = "2010-04-01"
+CHUNK_BYTES = 256 * 1024
+MAX_REDIRECTS = 3
+
+
+def account_url(settings: Settings) -> str:
+    """Base URL of the account's resources at the configured origin."""
+    return f"{settings.twilio_api_base_url}/{API_VERSION}/Accounts/{settings.twilio_account_sid}"
+
+
+def media_url(settings: Settings, recording_sid: str, fmt: str) -> str:
+    """The media URL of a recording; the only place media is fetched from."""
+    return f"{account_url(settings)}/Recordings/{require_sid(recording_sid, 'RE')}.{require_format(fmt)}"
+
+
+def is_twilio_url(settings: Settings, url: str) -> bool:
+    """True when ``url`` is on the configured Twilio origin (for logging webhooks)."""
+    ours, theirs = urlsplit(settings.twilio_api_base_url), urlsplit(url)
+    return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
+
+
+def new_session(settings: Settings) -> requests.Session:
+    """A pooled HTTP session carrying the account's basic auth."""
+    session = requests.Session()
+    session.auth = (settings.twilio_account_sid, settings.twilio_auth_token)
+    session.headers["User-Agent"] = "recording-cache/1"
+    session.max_redirects = MAX_REDIRECTS
+    return session
+
+
+@dataclass
+class MediaStream:
+    """An open media response: its declared length and its body in chunks."""
+
+    response: requests.Response
+    length: int
+
+    def chunks(self) -> Iterator[bytes]:
+        """Body chunks; a broken connection becomes an UpstreamError."""
+        try:
+            yield from self.response.iter_content(CHUNK_BYTES)
+        except requests.exceptions.ChunkedEncodingError as exc:
+            raise IncompleteMedia(f"media body ended early: {exc}") from exc
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise UpstreamError(f"media transfer broke: {exc}") from exc
+        finally:
+            self.response.close()
+
+
+def open_media(session: requests.Session, settings: Settings, recording_sid: str, fmt: str) -> MediaStream:
+    """Start the media GET; raise UpstreamNotReady on 404, UpstreamError on faults.
+
+    Twilio may redirect media to its storage; requests follows at most
+    MAX_REDIRECTS and drops the Authorization header when the host changes.
+    """
+    url = media_url(settings, recording_sid, fmt)
+    timeout = (settings.download_connect_timeout, settings.download_read_timeout)
+    try:
+        response = session.get(url, stream=True, timeout=timeout)
+    except (requests.ConnectionError, requests.Timeout, requests.TooManyRedirects) as exc:
+        raise UpstreamError(f"media GET failed: {type(exc).__name__}") from exc
+    if response.status_code == 404:
+        response.close()
+        raise UpstreamNotReady(f"media of {recording_sid} is not available yet")
+    if response.status_code != 200:
+        response.close()
+        raise UpstreamError(f"media GET answered {response.status_code}")
+    try:
+        length = int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        response.close()
+        raise UpstreamError("media response has no Content-Length") from None
+    return MediaStream(response=response, length=length)
+
+
+def get_recording(session: requests.Session, settings: Settings, recording_sid: str) -> dict:
+    """The Recording resource; RecordingNotFound when Twilio does not know it."""
+    url = f"{account_url(settings)}/Recordings/{require_sid(recording_sid, 'RE')}.json"
+    timeout = (settings.download_connect_timeout, settings.download_read_timeout)
+    try:
+        response = session.get(url, timeout=timeout)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise UpstreamError(f"recording lookup failed: {type(exc).__name__}") from exc
+    if response.status_code == 404:
+        raise RecordingNotFound(f"Twilio does not know recording {recording_sid}")
+    if response.status_code != 200:
+        raise UpstreamError(f"recording lookup answered {response.status_code}")
+    return response.json()
+
+
+def make_client(settings: Settings) -> Client:
+    """A twilio ``Client`` whose API domain points at TWILIO_API_BASE_URL."""
+    http_client = TwilioHttpClient(
+        timeout=settings.download_connect_timeout + settings.download_read_timeout
+    )
+    client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
+    client.api.base_url = settings.twilio_api_base_url
+    return client
