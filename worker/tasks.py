@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 from dataclasses import dataclass
 from functools import cache
 
 import redis
 import requests
 from celery import Celery, Task, shared_task
-from celery.utils.time import get_exponential_backoff_interval
 from twilio.rest import Client
 
 from . import fetch, metrics, reconcile, resolve, status, storage, twilio_api
@@ -47,7 +47,7 @@ def resources(app: Celery) -> Resources:
 
 
 def _retry_or_fail(task: Task, res: Resources, sid: str, fmt: str, exc: Exception):
-    """Retry with exponential backoff and full jitter, or record a final failure."""
+    """Retry with exponential backoff and jitter, or record a final failure."""
     settings = res.settings
     if task.request.retries >= settings.download_max_retries:
         status.set_state(res.redis, sid, fmt, "failed", error=str(exc), attempts=task.request.retries + 1)
@@ -55,12 +55,10 @@ def _retry_or_fail(task: Task, res: Resources, sid: str, fmt: str, exc: Exceptio
         metrics.DOWNLOADS.labels("failed").inc()
         log.error("download.failed", extra={"recording_sid": sid, "format": fmt, "attempts": task.request.retries + 1, "reason": str(exc)})
         raise exc
-    countdown = get_exponential_backoff_interval(
-        factor=settings.retry_backoff_seconds,
-        retries=task.request.retries,
-        maximum=settings.retry_backoff_max_seconds,
-        full_jitter=True,
-    )
+    # Exponential backoff with "equal jitter" (half fixed, half random),
+    # in float seconds so tests can use sub-second steps.
+    ceiling = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2**task.request.retries)
+    countdown = round(random.uniform(ceiling / 2, ceiling), 3)
     metrics.DOWNLOADS.labels("retried").inc()
     log.warning("download.retry", extra={"recording_sid": sid, "format": fmt, "attempt": task.request.retries + 1, "countdown_s": countdown, "reason": str(exc)})
     raise task.retry(exc=exc, countdown=countdown, max_retries=settings.download_max_retries)

@@ -1,0 +1,41 @@
+# Recording Cache: `make run` starts the whole stack, `make test` tests it.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: run test test-fast bench call lint install install-dev clean
+
+run: install ## start every process in the foreground (demo mode without Twilio credentials)
+	$(PY) scripts/run.py
+
+test: install-dev ## the whole suite: unit, end to end, faults, browser
+	$(PY) -m pytest
+
+test-fast: install-dev ## unit tests only (fakeredis and a throwaway redis-server)
+	$(PY) -m pytest -m "not e2e and not faults and not browser"
+
+bench: install-dev ## measurements against their anchors; writes bench/results/latest.md
+	$(PY) bench/run.py
+
+call: install ## demo: the simulator places a call and posts Twilio's signed callbacks
+	$(PY) -m simulator call $(ARGS)
+
+lint: install-dev
+	$(VENV)/bin/ruff check .
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/.installed: requirements.txt scripts/install-system-packages.sh
+	bash scripts/install-system-packages.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+clean: ## remove the runtime folder (keeps recordings under data/)
+	rm -rf run .pytest_cache

@@ -1,0 +1,110 @@
+"""`make run`: prepare and start every process of the Procfile in the foreground.
+
+Checks the settings (one line and exit on a bad one), renders nginx's config,
+starts a local redis-server only when none answers at REDIS_URL, starts the
+Twilio simulator in demo mode, then hands over to honcho, which runs the
+processes and stops all of them on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from nginx.render import render  # noqa: E402
+from worker.config import Settings  # noqa: E402
+from worker.runtime import settings_or_exit  # noqa: E402
+
+log = logging.getLogger("recording_cache.run")
+RUNTIME_DIR = ROOT / "run"
+
+
+def redis_answers(url: str) -> bool:
+    """True when a Redis server answers PING at ``url``."""
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def redis_to_start(settings: Settings) -> dict[str, str] | None:
+    """Environment for a local redis-server, or None when one answers already."""
+    if redis_answers(settings.redis_url):
+        return None
+    parts = urlsplit(settings.redis_url)
+    if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+        sys.stderr.write(f"recording-cache: REDIS_URL does not answer: {parts.hostname}:{parts.port}\n")
+        raise SystemExit(2)
+    data = RUNTIME_DIR / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    return {"REDIS_PORT": str(parts.port or 6379), "REDIS_DIR": str(data)}
+
+
+def main() -> None:
+    """Prepare the runtime folder and exec honcho with the processes to run."""
+    settings = settings_or_exit()
+    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+    metrics_dir = RUNTIME_DIR / "metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    render(settings, RUNTIME_DIR)
+
+    env = dict(os.environ)
+    env.update(
+        RUNTIME_DIR=str(RUNTIME_DIR),
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        HTTP_PORT=str(settings.http_port),
+        WEB_PORT=str(settings.web_port),
+        FLOWER_PORT=str(settings.flower_port),
+        SIMULATOR_PORT=str(settings.simulator_port),
+        # Flower reads its own FLOWER_BASIC_AUTH; set it even when generated.
+        FLOWER_BASIC_AUTH=settings.flower_basic_auth,
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    processes = ["web", "worker", "beat", "flower", "nginx"]
+    redis_env = redis_to_start(settings)
+    if redis_env:
+        env.update(redis_env)
+        processes.append("redis")
+        log.info("run.redis_local", extra={"port": redis_env["REDIS_PORT"]})
+    if settings.demo:
+        env.update(SIM_ACCOUNT_SID=settings.twilio_account_sid, SIM_AUTH_TOKEN=settings.twilio_auth_token)
+        processes.append("simulator")
+        announce_demo(settings)
+    log.info("run.start", extra={"processes": ",".join(processes), "http_port": settings.http_port})
+    os.chdir(ROOT)
+    # Settings already merged `.env` under the environment; honcho would let
+    # `.env` win, so it gets an empty file instead.
+    empty_env = RUNTIME_DIR / "empty.env"
+    empty_env.write_text("")
+    honcho = [sys.executable, "-m", "honcho", "-e", str(empty_env), "-f", "Procfile", "start", *processes]
+    os.execvpe(honcho[0], honcho, env)
+
+
+def announce_demo(settings: Settings) -> None:
+    """Print where to look and the generated secrets, once per start."""
+    base = f"http://127.0.0.1:{settings.http_port}"
+    user, password = settings.flower_credentials
+    sys.stdout.write(
+        "\nRecording Cache demo (no Twilio credentials: the bundled Twilio simulator plays Twilio)\n"
+        f"  demo page      {base}/\n"
+        f"  simulate call  make call\n"
+        f"  API            curl -H 'Authorization: Bearer {settings.api_token}' {base}/api/recordings/<sid>\n"
+        f"  Flower         http://127.0.0.1:{settings.flower_port}/  user {user} password {password}\n"
+        f"  metrics        {base}/metrics\n"
+        f"  secrets kept in {settings.state_dir / 'demo-secrets.json'}\n\n"
+    )
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
