@@ -17,12 +17,16 @@ from worker.runtime import settings_or_exit
 TEMPLATE = "nginx.conf.j2"
 
 
-def render(settings: Settings, runtime_dir: Path, access_log: str = "/dev/stdout", worker_processes: str = "auto") -> Path:
+def render(
+    settings: Settings, runtime_dir: Path, access_log: str = "/dev/stdout", worker_processes: str = "auto"
+) -> Path:
     """Write ``nginx.conf`` (mode 0600: it holds the signing key) and its temp folders."""
     runtime_dir = runtime_dir.resolve()
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (runtime_dir / sub).mkdir(parents=True, exist_ok=True)
-    env = Environment(loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True)
+    env = Environment(
+        loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True
+    )
     text = env.get_template(TEMPLATE).render(
         run_as_root=os.geteuid() == 0,
         worker_processes=worker_processes,

@@ -69,7 +69,8 @@ def real_redis_server(tmp_path_factory):
     data = tmp_path_factory.mktemp("redis-unit")
     proc = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for(lambda: port_open(port), 10, "redis-server")

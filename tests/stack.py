@@ -15,9 +15,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import requests
 
@@ -160,8 +160,13 @@ class Stack:
         log_path = self.base / f"{name}.log"
         handle = open(log_path, "ab")
         popen = subprocess.Popen(
-            argv, cwd=ROOT, env=self.env(), stdout=handle, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            cwd=ROOT,
+            env=self.env(),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         handle.close()
         proc = Proc(name, popen, log_path)
@@ -186,53 +191,114 @@ class Stack:
         """redis-server with an append-only file, so a restart keeps the queue."""
         data = self.base / "redis"
         data.mkdir(exist_ok=True)
-        proc = self.spawn("redis", [
-            shutil.which("redis-server") or "redis-server", "--port", str(self.redis_port),
-            "--bind", "127.0.0.1", "--dir", str(data), "--appendonly", "yes",
-            "--appendfsync", "always", "--save", "",
-        ])
+        proc = self.spawn(
+            "redis",
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+        )
         return self._wait_port(proc, self.redis_port)
 
     def start_simulator(self) -> Proc:
         """The Twilio simulator on its own port."""
-        proc = self.spawn("simulator", [
-            sys.executable, "-m", "simulator", "serve", "--host", "127.0.0.1",
-            "--port", str(self.sim_port), "--account-sid", self.account_sid,
-            "--auth-token", self.auth_token,
-        ])
+        proc = self.spawn(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.sim_port),
+                "--account-sid",
+                self.account_sid,
+                "--auth-token",
+                self.auth_token,
+            ],
+        )
         return self._wait_port(proc, self.sim_port)
 
     def start_worker(self, name: str = "worker", concurrency: int = 2, timeout: float = 30) -> Proc:
         """A Celery worker (prefork pool) consuming the recordings queue."""
-        proc = self.spawn(name, [
-            sys.executable, "-m", "celery", "-A", "worker.celery_worker", "worker",
-            "--pool", "prefork", "--concurrency", str(concurrency), "-n", f"{name}-{self.http_port}@%h",
-            "--without-gossip", "--without-mingle", "--loglevel", "INFO",
-        ])
+        proc = self.spawn(
+            name,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_worker",
+                "worker",
+                "--pool",
+                "prefork",
+                "--concurrency",
+                str(concurrency),
+                "-n",
+                f"{name}-{self.http_port}@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+            ],
+        )
         wait_for(lambda: " ready." in proc.log() or (not proc.alive() and _raise(proc)), timeout, f"{name} ready")
         return proc
 
     def start_web(self, workers: int = 2) -> Proc:
         """gunicorn serving the Flask app on loopback."""
-        proc = self.spawn("web", [
-            sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py",
-            "--workers", str(workers), "web.wsgi:app",
-        ])
+        proc = self.spawn(
+            "web",
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--config",
+                "web/gunicorn.conf.py",
+                "--workers",
+                str(workers),
+                "web.wsgi:app",
+            ],
+        )
         return self._wait_port(proc, self.web_port)
 
     def start_nginx(self) -> Proc:
         """nginx with the config rendered from the stack's settings."""
         subprocess.run(
             [sys.executable, "-m", "nginx.render", str(self.runtime)],
-            cwd=ROOT, env=self.env(), check=True, capture_output=True,
+            cwd=ROOT,
+            env=self.env(),
+            check=True,
+            capture_output=True,
         )
-        proc = self.spawn("nginx", [
-            shutil.which("nginx") or "/usr/sbin/nginx", "-p", str(self.runtime),
-            "-c", "nginx.conf", "-g", "daemon off;",
-        ])
+        proc = self.spawn(
+            "nginx",
+            [
+                shutil.which("nginx") or "/usr/sbin/nginx",
+                "-p",
+                str(self.runtime),
+                "-c",
+                "nginx.conf",
+                "-g",
+                "daemon off;",
+            ],
+        )
         return self._wait_port(proc, self.http_port)
 
-    def start_all(self, workers: int = 1, concurrency: int = 2) -> "Stack":
+    def start_all(self, workers: int = 1, concurrency: int = 2) -> Stack:
         """Everything a user's deployment runs."""
         self.start_redis()
         self.start_simulator()

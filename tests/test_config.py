@@ -77,7 +77,9 @@ def test_demo_mode_generates_secrets_once_and_keeps_them(tmp_path):
     assert first.twilio_account_sid.startswith("AC") and first.twilio_account_sid != ACCOUNT_SID
     assert first.twilio_api_base_url == "http://127.0.0.1:9999"
     assert (first.api_token, first.playback_signing_key, first.flower_basic_auth) == (
-        second.api_token, second.playback_signing_key, second.flower_basic_auth,
+        second.api_token,
+        second.playback_signing_key,
+        second.flower_basic_auth,
     )
     assert (tmp_path / "rec" / ".state" / "demo-secrets.json").is_file()
 

@@ -60,8 +60,16 @@ def test_sends_basic_auth_only_to_the_configured_origin(settings, redis, twilio,
 
 
 def test_unknown_call_sid_is_read_from_the_recording_resource(settings, redis, twilio, session):
-    twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "completed", "duration": "7",
-                                          "start_time": "Tue, 01 Sep 2026 10:00:00 +0000"})
+    twilio.get(
+        resource(settings),
+        json={
+            "sid": RE,
+            "call_sid": CA,
+            "status": "completed",
+            "duration": "7",
+            "start_time": "Tue, 01 Sep 2026 10:00:00 +0000",
+        },
+    )
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     fetch.fetch_recording(RE, "mp3", settings, redis, session)
     sidecar = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
@@ -100,7 +108,10 @@ def test_recording_twilio_does_not_have_is_final(settings, redis, twilio, sessio
         ({"status": 503}, UpstreamError),
         ({"body": requests.ConnectionError("refused")}, UpstreamError),
         ({"body": requests.ReadTimeout("slow")}, UpstreamError),
-        ({"body": MP3[:100], "headers": {"Content-Length": str(len(MP3))}, "auto_calculate_content_length": False}, IncompleteMedia),
+        (
+            {"body": MP3[:100], "headers": {"Content-Length": str(len(MP3))}, "auto_calculate_content_length": False},
+            IncompleteMedia,
+        ),
         ({"body": b"<html>" + b"x" * 200, "headers": {"Content-Length": "206"}}, IncompleteMedia),
     ],
 )

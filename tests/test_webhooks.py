@@ -63,11 +63,17 @@ def test_recording_status_rejects_bad_signature(client, app, signature_case):
     params = recording_params()
     headers = {}
     if signature_case == "wrong token":
-        headers["X-Twilio-Signature"] = RequestValidator("0" * 32).compute_signature(PUBLIC + "/twilio/recording-status", params)
+        headers["X-Twilio-Signature"] = RequestValidator("0" * 32).compute_signature(
+            PUBLIC + "/twilio/recording-status", params
+        )
     elif signature_case == "other url":
-        headers["X-Twilio-Signature"] = RequestValidator(AUTH_TOKEN).compute_signature("http://evil.test/twilio/recording-status", params)
+        headers["X-Twilio-Signature"] = RequestValidator(AUTH_TOKEN).compute_signature(
+            "http://evil.test/twilio/recording-status", params
+        )
     elif signature_case == "tampered body":
-        headers["X-Twilio-Signature"] = RequestValidator(AUTH_TOKEN).compute_signature(PUBLIC + "/twilio/recording-status", params)
+        headers["X-Twilio-Signature"] = RequestValidator(AUTH_TOKEN).compute_signature(
+            PUBLIC + "/twilio/recording-status", params
+        )
         params = recording_params(RecordingSid="RE" + "9" * 32)
     response = client.post("/twilio/recording-status", data=params, headers=headers)
     assert response.status_code == 403

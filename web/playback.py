@@ -36,7 +36,12 @@ def playback_miss():
     settings, svc = services().settings, services()
     # nginx checked the signature already; checking again keeps this view safe
     # even if it is reached some other way.
-    if not signing.verify(original.path, (query.get("expires") or [None])[0], (query.get("sig") or [None])[0], settings.playback_signing_key):
+    if not signing.verify(
+        original.path,
+        (query.get("expires") or [None])[0],
+        (query.get("sig") or [None])[0],
+        settings.playback_signing_key,
+    ):
         abort(403, "invalid or expired playback signature")
     if storage.is_cached(settings.recordings_dir, sid, fmt):
         return _come_back(sid, "cached", 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import cache
 
 from flask import Blueprint, abort, request
@@ -52,7 +52,7 @@ def _recorded_at(raw: str | None) -> str | None:
         parsed = datetime.strptime(raw, "%a, %d %b %Y %H:%M:%S %z")
     except ValueError:
         abort(400, f"RecordingStartTime is not an RFC 2822 date: {raw!r}")
-    return parsed.astimezone(timezone.utc).isoformat(timespec="seconds")
+    return parsed.astimezone(UTC).isoformat(timespec="seconds")
 
 
 @bp.post("/recording-status")
@@ -79,10 +79,16 @@ def recording_status():
             svc.celery, svc.redis, recording_sid, settings.recording_format, "webhook", call_sid, recorded_at
         )
     metrics.WEBHOOKS.labels("recording", recording_status).inc()
-    log.info("webhook.recording_status", extra={
-        "recording_sid": recording_sid, "call_sid": call_sid, "recording_status": recording_status,
-        "enqueued": enqueued, "ms": round((time.monotonic() - started) * 1000, 2),
-    })
+    log.info(
+        "webhook.recording_status",
+        extra={
+            "recording_sid": recording_sid,
+            "call_sid": call_sid,
+            "recording_status": recording_status,
+            "enqueued": enqueued,
+            "ms": round((time.monotonic() - started) * 1000, 2),
+        },
+    )
     return "", 204
 
 
@@ -98,5 +104,8 @@ def call_status():
         svc = services()
         queue.enqueue_leg(svc.celery, call_sid, parent, svc.settings.recording_format)
     metrics.WEBHOOKS.labels("call", "child" if parent else "parent").inc()
-    log.info("webhook.call_status", extra={"call_sid": call_sid, "parent_call_sid": parent, "call_status": form.get("CallStatus")})
+    log.info(
+        "webhook.call_status",
+        extra={"call_sid": call_sid, "parent_call_sid": parent, "call_status": form.get("CallStatus")},
+    )
     return "", 204

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Mapping, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -221,9 +222,7 @@ def _signing_key_checked(value: str) -> str:
     # The key is written into nginx's config, so it must not contain quotes,
     # spaces or ``$`` (nginx variables).
     if not re.fullmatch(r"[A-Za-z0-9_\-.~+/=]{16,}", value):
-        raise ConfigError(
-            "PLAYBACK_SIGNING_KEY is malformed: expected at least 16 characters of A-Z a-z 0-9 _-.~+/="
-        )
+        raise ConfigError("PLAYBACK_SIGNING_KEY is malformed: expected at least 16 characters of A-Z a-z 0-9 _-.~+/=")
     return value
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import redis
 import requests
@@ -105,7 +105,9 @@ def _download(
         call_sid = resource.get("call_sid")
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
-    log.info("download.start", extra={"recording_sid": recording_sid, "call_sid": call_sid, "format": fmt, "cache": "miss"})
+    log.info(
+        "download.start", extra={"recording_sid": recording_sid, "call_sid": call_sid, "format": fmt, "cache": "miss"}
+    )
     try:
         media = twilio_api.open_media(session, settings, recording_sid, fmt)
     except UpstreamNotReady:
@@ -116,7 +118,11 @@ def _download(
             raise RecordingNotFound(f"Twilio marks {recording_sid} {resource['status']}") from None
         raise
     stored = storage.write_media(
-        settings.recordings_dir, recording_sid, fmt, media.chunks(), media.length,
+        settings.recordings_dir,
+        recording_sid,
+        fmt,
+        media.chunks(),
+        media.length,
         on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
     )
     ms = (time.monotonic() - started) * 1000
@@ -131,7 +137,7 @@ def _download(
             "sha256": stored.sha256,
             "duration": (resource or {}).get("duration"),
             "recorded_at": recorded_at or _recorded_at(resource),
-            "downloaded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )
     if call_sid:
@@ -140,7 +146,17 @@ def _download(
     metrics.DOWNLOADS.labels("succeeded").inc()
     metrics.BYTES_DOWNLOADED.inc(stored.bytes)
     metrics.DOWNLOAD_SECONDS.observe(ms / 1000)
-    log.info("download.done", extra={"recording_sid": recording_sid, "call_sid": call_sid, "format": fmt, "bytes": stored.bytes, "ms": round(ms, 1), "sha256": stored.sha256})
+    log.info(
+        "download.done",
+        extra={
+            "recording_sid": recording_sid,
+            "call_sid": call_sid,
+            "format": fmt,
+            "bytes": stored.bytes,
+            "ms": round(ms, 1),
+            "sha256": stored.sha256,
+        },
+    )
     return FetchOutcome(recording_sid, "downloaded", bytes=stored.bytes, ms=ms)
 
 
@@ -152,10 +168,10 @@ def _recorded_at(resource: dict | None) -> str:
             if value:
                 try:
                     parsed = datetime.strptime(value, "%a, %d %b %Y %H:%M:%S %z")
-                    return parsed.astimezone(timezone.utc).isoformat(timespec="seconds")
+                    return parsed.astimezone(UTC).isoformat(timespec="seconds")
                 except ValueError:
                     pass
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def _lock_keeper(lock: RecordingLock, ttl: float):

@@ -19,8 +19,7 @@ _SECRET_HINTS = ("token", "password", "secret", "authorization", "signing_key")
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
     fields: dict[str, object] = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-        + f".{int(record.msecs):03d}Z",
+        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
         "level": record.levelname.lower(),
         "logger": record.name,
         "event": record.getMessage(),

@@ -7,22 +7,14 @@ them, so worker-side counters show up on the web tier's endpoint.
 
 from prometheus_client import Counter, Histogram
 
-WEBHOOKS = Counter(
-    "recording_cache_webhooks_total", "Twilio callbacks received", ["kind", "outcome"]
-)
-PLAYBACK_MISSES = Counter(
-    "recording_cache_playback_misses_total", "Signed playback requests not on the volume"
-)
+WEBHOOKS = Counter("recording_cache_webhooks_total", "Twilio callbacks received", ["kind", "outcome"])
+PLAYBACK_MISSES = Counter("recording_cache_playback_misses_total", "Signed playback requests not on the volume")
 ENQUEUED = Counter("recording_cache_fetches_enqueued_total", "Fetch tasks sent", ["reason"])
-DOWNLOADS = Counter(
-    "recording_cache_downloads_total", "Media downloads by outcome", ["outcome"]
-)
+DOWNLOADS = Counter("recording_cache_downloads_total", "Media downloads by outcome", ["outcome"])
 BYTES_DOWNLOADED = Counter("recording_cache_downloaded_bytes_total", "Media bytes downloaded")
 DOWNLOAD_SECONDS = Histogram(
     "recording_cache_download_seconds",
     "Time from media GET to verified file",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
-LOCK_CONTENDED = Counter(
-    "recording_cache_lock_contended_total", "Fetches that found another download in progress"
-)
+LOCK_CONTENDED = Counter("recording_cache_lock_contended_total", "Fetches that found another download in progress")

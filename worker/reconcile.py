@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 from celery import Celery
@@ -64,7 +64,7 @@ def reconcile(settings: Settings, r: redis.Redis, client: Client | None, celery:
         wanted[sid] = call_sid
         report.remembered += 1
     if client is not None:
-        since = datetime.now(timezone.utc) - timedelta(hours=settings.reconcile_lookback_hours)
+        since = datetime.now(UTC) - timedelta(hours=settings.reconcile_lookback_hours)
         for rec in _twilio_call(client.recordings.list, date_created_after=since, page_size=1000):
             report.listed += 1
             if rec.status == "completed":

@@ -10,11 +10,7 @@ FORMATS = ("mp3", "wav")
 
 def is_sid(value: object, prefix: str) -> bool:
     """True when ``value`` is a SID of the given two-letter type."""
-    return (
-        isinstance(value, str)
-        and value.startswith(prefix)
-        and _SID.fullmatch(value) is not None
-    )
+    return isinstance(value, str) and value.startswith(prefix) and _SID.fullmatch(value) is not None
 
 
 def require_sid(value: object, prefix: str, field: str = "sid") -> str:

@@ -21,9 +21,9 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .errors import IncompleteMedia, StorageError
 from .sids import require_format, require_playable_sid, require_sid

@@ -53,14 +53,26 @@ def _retry_or_fail(task: Task, res: Resources, sid: str, fmt: str, exc: Exceptio
         status.set_state(res.redis, sid, fmt, "failed", error=str(exc), attempts=task.request.retries + 1)
         status.release_enqueue(res.redis, sid, fmt)
         metrics.DOWNLOADS.labels("failed").inc()
-        log.error("download.failed", extra={"recording_sid": sid, "format": fmt, "attempts": task.request.retries + 1, "reason": str(exc)})
+        log.error(
+            "download.failed",
+            extra={"recording_sid": sid, "format": fmt, "attempts": task.request.retries + 1, "reason": str(exc)},
+        )
         raise exc
     # Exponential backoff with "equal jitter" (half fixed, half random),
     # in float seconds so tests can use sub-second steps.
     ceiling = min(settings.retry_backoff_max_seconds, settings.retry_backoff_seconds * 2**task.request.retries)
     countdown = round(random.uniform(ceiling / 2, ceiling), 3)
     metrics.DOWNLOADS.labels("retried").inc()
-    log.warning("download.retry", extra={"recording_sid": sid, "format": fmt, "attempt": task.request.retries + 1, "countdown_s": countdown, "reason": str(exc)})
+    log.warning(
+        "download.retry",
+        extra={
+            "recording_sid": sid,
+            "format": fmt,
+            "attempt": task.request.retries + 1,
+            "countdown_s": countdown,
+            "reason": str(exc),
+        },
+    )
     raise task.retry(exc=exc, countdown=countdown, max_retries=settings.download_max_retries)
 
 
@@ -72,7 +84,9 @@ def _not_found(res: Resources, sid: str, fmt: str, exc: RecordingNotFound) -> di
 
 
 @shared_task(bind=True, name="recordings.fetch")
-def fetch_recording_task(self: Task, recording_sid: str, fmt: str, call_sid: str | None = None, recorded_at: str | None = None) -> dict:
+def fetch_recording_task(
+    self: Task, recording_sid: str, fmt: str, call_sid: str | None = None, recorded_at: str | None = None
+) -> dict:
     """Download a recording by RecordingSid (from a webhook or a playback miss)."""
     res = resources(self.app)
     try:
@@ -96,7 +110,9 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
     res = resources(self.app)
     try:
         found = resolve.resolve_call(call_sid, res.settings, res.twilio)
-        outcome = fetch.fetch_recording(found.recording_sid, fmt, res.settings, res.redis, res.session, found.owner_call_sid, found.recorded_at)
+        outcome = fetch.fetch_recording(
+            found.recording_sid, fmt, res.settings, res.redis, res.session, found.owner_call_sid, found.recorded_at
+        )
     except LockBusy:
         return {"sid": call_sid, "result": "deduplicated"}
     except RecordingNotFound as exc:

@@ -8,8 +8,8 @@ the worker connect anywhere else (no SSRF).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 from urllib.parse import urlsplit
 
 import requests
@@ -114,9 +114,7 @@ def get_recording(session: requests.Session, settings: Settings, recording_sid: 
 
 def make_client(settings: Settings) -> Client:
     """A twilio ``Client`` whose API domain points at TWILIO_API_BASE_URL."""
-    http_client = TwilioHttpClient(
-        timeout=settings.download_connect_timeout + settings.download_read_timeout
-    )
+    http_client = TwilioHttpClient(timeout=settings.download_connect_timeout + settings.download_read_timeout)
     client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
     client.api.base_url = settings.twilio_api_base_url
     return client

@@ -1,0 +1,75 @@
+"""Flask app factory: Twilio API plus the /_sim control API."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException
+
+from simulator import api, control
+from simulator.context import SimContext, sim
+from simulator.resources import API_VERSION, ApiError, error_body
+
+_API_PREFIX = f"/{API_VERSION}/"
+
+
+def _twilio_error(status: int, code: int, message: str) -> Response:
+    response = jsonify(error_body(status, code, message))
+    response.status_code = status
+    return response
+
+
+def _authenticate() -> Response | None:
+    """Count API requests and demand AccountSid:AuthToken basic auth, as Twilio does."""
+    if not request.path.startswith(_API_PREFIX):
+        return None
+    ctx = sim()
+    ctx.stats.count_request(api.path_kind())
+    auth = request.authorization
+    if (
+        auth is not None
+        and auth.type == "basic"
+        and hmac.compare_digest(auth.username or "", ctx.account_sid)
+        and hmac.compare_digest(auth.password or "", ctx.auth_token)
+    ):
+        return None
+    ctx.stats.count_unauthorized()
+    response = _twilio_error(401, 20003, "Authenticate")
+    response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    return response
+
+
+def _api_error(error: ApiError) -> Response:
+    return _twilio_error(error.status, error.code, error.message)
+
+
+def _http_error(error: HTTPException) -> Response:
+    """Answer unrouted paths and wrong methods in Twilio's shape on the API surface."""
+    status = error.code or 500
+    if request.path.startswith(_API_PREFIX):
+        if status == 404:
+            return _twilio_error(404, 20404, f"The requested resource {request.path} was not found")
+        if status == 405:
+            return _twilio_error(405, 20004, "Method not allowed")
+    response = jsonify({"error": error.description})
+    response.status_code = status
+    return response
+
+
+class _OrderedJSON(DefaultJSONProvider):
+    sort_keys = False  # keep Twilio's field order
+
+
+def create_app(account_sid: str, auth_token: str, *, public_url: str | None = None) -> Flask:
+    """Build a simulator app for one account; ``public_url`` overrides media_url's host."""
+    app = Flask("simulator")
+    app.json = _OrderedJSON(app)
+    app.extensions["simulator"] = SimContext(account_sid, auth_token, public_url)
+    app.before_request(_authenticate)
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(control.bp)
+    return app

@@ -1,0 +1,32 @@
+"""The per-app simulator context shared by the API and control blueprints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from flask import current_app, request
+
+from simulator.state import Store
+from simulator.stats import Stats
+
+
+@dataclass
+class SimContext:
+    """Credentials, data and counters of one simulator app."""
+
+    account_sid: str
+    auth_token: str
+    public_url: str | None = None
+    store: Store = field(default_factory=Store)
+    stats: Stats = field(default_factory=Stats)
+    started: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def api_base_url(self) -> str:
+        """Return the base URL clients reach the simulator at (for media_url)."""
+        return (self.public_url or request.host_url).rstrip("/")
+
+
+def sim() -> SimContext:
+    """Return the context of the current app."""
+    return current_app.extensions["simulator"]

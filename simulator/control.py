@@ -1,0 +1,208 @@
+"""Control API (no auth) under /_sim/: create calls, turn knobs, read stats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+from flask import Blueprint, Response, request
+
+from simulator.audio import duration_seconds, media_sha256
+from simulator.context import sim
+from simulator.knobs import KNOB_NAMES, Knobs, apply_knobs
+from simulator.media import exact_media_response
+from simulator.resources import call_json, rfc2822
+from simulator.state import Call, Recording
+
+bp = Blueprint("control", __name__, url_prefix="/_sim")
+
+MIN_SIZE = 1024  # below ~2 MP3 frames FFmpeg (and so Chromium) won't detect MP3
+MAX_SIZE = 2**32 - 1  # RIFF sizes are 32-bit
+MAX_RECORDINGS = 1000
+_DEFAULTS: dict[str, Any] = {
+    "size": 65_536,
+    "recording": True,
+    "recordings": 1,
+    "child": False,
+    "date_created": None,
+    "from": "+15558675310",
+    "to": "+15017122661",
+}
+_CHILD_TO = "+15005550006"  # the number the <Dial> rings
+_PATCH_FIELDS = KNOB_NAMES | {"ready"}
+
+
+class ControlError(Exception):
+    """A bad control request, answered as ``{"error": message}``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@bp.errorhandler(ControlError)
+def _control_error(error: ControlError) -> tuple[dict[str, str], int]:
+    return {"error": str(error)}, error.status
+
+
+def _fail(message: str, status: int = 400) -> NoReturn:
+    raise ControlError(message, status)
+
+
+def _body(allowed: frozenset[str] | set[str]) -> dict[str, Any]:
+    body = request.get_json(silent=True) if request.get_data() else {}
+    if not isinstance(body, dict):
+        _fail("body must be a JSON object")
+    unknown = sorted(body.keys() - allowed)
+    if unknown:
+        _fail(f"unknown field(s): {', '.join(unknown)}")
+    return body
+
+
+def _int_field(body: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    value = body.get(name, _DEFAULTS[name])
+    # bool is an int subclass; reject it where a count is expected.
+    if not isinstance(value, int) or isinstance(value, bool):
+        _fail(f"{name} must be an integer")
+    if not low <= value <= high:
+        _fail(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type[bool] | type[str]) -> Any:
+    value = body.get(name, _DEFAULTS[name])
+    if not isinstance(value, kind):
+        _fail(f"{name} must be {'true or false' if kind is bool else 'a string'}")
+    return value
+
+
+def _date_created(body: Mapping[str, Any]) -> datetime:
+    raw = body.get("date_created")
+    if raw is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        when = datetime.fromisoformat(str(raw))
+    except ValueError:
+        _fail("date_created must be an ISO 8601 date-time")
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def _recording_summary(rec: Recording) -> dict[str, Any]:
+    return {
+        "sid": rec.sid,
+        "call_sid": rec.call_sid,
+        "duration": str(rec.duration),
+        "source": rec.source,
+        "channels": 1,
+        "start_time": rfc2822(rec.date_created),
+        "size": rec.size,
+        "mp3": {"size": rec.size, "sha256": media_sha256("mp3", rec.size, rec.sid)},
+        "wav": {"size": rec.size, "sha256": media_sha256("wav", rec.size, rec.sid)},
+        "knobs": rec.knobs.to_dict(),
+    }
+
+
+@bp.post("/calls")
+def create_call() -> tuple[dict[str, Any], int]:
+    """Create a call (and optionally a child leg and recordings)."""
+    body = _body(KNOB_NAMES | _DEFAULTS.keys())
+    size = _int_field(body, "size", MIN_SIZE, MAX_SIZE)
+    count = _int_field(body, "recordings", 0, MAX_RECORDINGS)
+    if not _field(body, "recording", bool):
+        count = 0
+    with_child = _field(body, "child", bool)
+    caller, number = _field(body, "from", str), _field(body, "to", str)
+    try:
+        knobs = apply_knobs(Knobs(), body)
+    except ValueError as error:
+        _fail(str(error))
+    created = _date_created(body)
+
+    ctx = sim()
+    duration = duration_seconds(size)
+    parent = ctx.store.add_call(
+        ctx.account_sid,
+        created,
+        parent_call_sid=None,
+        from_=caller,
+        to=number,
+        direction="inbound",
+        status="completed",
+        duration=duration + 2,
+    )
+    child: Call | None = None
+    if with_child:
+        child = ctx.store.add_call(
+            ctx.account_sid,
+            created,
+            parent_call_sid=parent.sid,
+            from_=caller,
+            to=_CHILD_TO,
+            direction="outbound-dial",
+            status="completed",
+            duration=duration,
+        )
+    # Twilio files <Dial> recordings under the parent call, never the child leg.
+    source = "DialVerb" if child else "RecordVerb"
+    recordings = [
+        ctx.store.add_recording(parent, size=size, duration=duration, source=source, knobs=knobs) for _ in range(count)
+    ]
+    return {
+        "account_sid": ctx.account_sid,
+        "call_sid": parent.sid,
+        "child_call_sid": child.sid if child else None,
+        "recording_sids": [rec.sid for rec in recordings],
+        "recording_sid": recordings[-1].sid if recordings else None,
+        "recordings": [_recording_summary(rec) for rec in recordings],
+        "call": call_json(parent),
+        "child_call": call_json(child) if child else None,
+    }, 201
+
+
+@bp.route("/recordings/<sid>", methods=["GET", "PATCH"])
+def recording_knobs(sid: str) -> dict[str, Any]:
+    """Show or change one recording's knobs (PATCH also takes ``ready``)."""
+    store = sim().store
+    if request.method == "GET":
+        rec = store.recording(sim().account_sid, sid, include_deleted=True)
+    else:
+        try:
+            rec = store.update_recording(sid, _body(_PATCH_FIELDS))
+        except ValueError as error:
+            _fail(str(error))
+    if rec is None:
+        _fail(f"no recording {sid}", 404)
+    return rec.control_state()
+
+
+@bp.get("/stats")
+def stats() -> dict[str, Any]:
+    """Return the request counters."""
+    return sim().stats.snapshot()
+
+
+@bp.post("/reset")
+def reset() -> dict[str, bool]:
+    """Clear counters, and all calls and recordings unless ``stats_only``."""
+    stats_only = bool(_body({"stats_only"}).get("stats_only"))
+    if not stats_only:
+        sim().store.reset()
+    sim().stats.reset()
+    return {"ok": True}
+
+
+@bp.get("/media/<name>")
+def exact_media(name: str) -> Response:
+    """Stream a recording's true bytes: no auth, no faults, not counted."""
+    sid, _, fmt = name.partition(".")
+    rec = sim().store.recording(sim().account_sid, sid, include_deleted=True)
+    if rec is None or fmt not in ("mp3", "wav"):
+        _fail(f"no media {name}", 404)
+    return exact_media_response(rec, fmt)
+
+
+@bp.get("/health")
+def health() -> dict[str, Any]:
+    """Report liveness and the simulated account."""
+    return {"ok": True, "account_sid": sim().account_sid}

@@ -1,0 +1,92 @@
+"""Media responses: streaming audio bodies with the per-recording fault knobs."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+
+from flask import Response, redirect
+from werkzeug.wrappers import Response as BaseResponse
+
+from simulator.audio import MEDIA_TYPES, garbage_chunks, media_chunks
+from simulator.knobs import Knobs
+from simulator.resources import ApiError, not_found
+from simulator.state import Outcome, Recording
+from simulator.stats import Stats
+
+_WRITES_PER_SECOND = 20  # granularity of throughput pacing
+_MAX_WRITE = 65_536
+
+
+def _limited(chunks: Iterable[bytes], limit: int) -> Iterator[bytes]:
+    """Yield from ``chunks`` until ``limit`` bytes have gone out."""
+    left = limit
+    for chunk in chunks:
+        if left <= 0:
+            return
+        yield chunk[:left]
+        left -= len(chunk)
+
+
+def _paced(chunks: Iterable[bytes], throughput: int) -> Iterator[bytes]:
+    """Yield ``chunks`` in small writes no faster than ``throughput`` bytes/s."""
+    if throughput <= 0:
+        yield from chunks
+        return
+    piece = max(1, min(_MAX_WRITE, throughput // _WRITES_PER_SECOND))
+    started = time.monotonic()
+    sent = 0
+    for chunk in chunks:
+        for offset in range(0, len(chunk), piece):
+            part = chunk[offset : offset + piece]
+            sent += len(part)
+            # Wait until this piece is due, measured from the start rather than
+            # the last write, so slow client reads don't add up to extra delay.
+            due = started + sent / throughput - time.monotonic()
+            if due > 0:
+                time.sleep(due)
+            yield part
+
+
+def _faulty_body(rec: Recording, fmt: str, stats: Stats) -> Iterator[bytes]:
+    knobs: Knobs = rec.knobs
+    if knobs.hang_ms:
+        yield b""  # werkzeug sends the status line and headers on the first write
+        time.sleep(knobs.hang_ms / 1000)
+    source = garbage_chunks(rec.size, rec.sid) if knobs.garbage else media_chunks(fmt, rec.size, rec.sid)
+    # Stopping short of Content-Length is enough to truncate: werkzeug closes
+    # every connection after its response, so the client sees a short body.
+    limit = rec.size if knobs.truncate_at is None else min(knobs.truncate_at, rec.size)
+    sent = 0
+    for chunk in _paced(_limited(source, limit), knobs.throughput):
+        sent += len(chunk)
+        if sent == rec.size:
+            # Count before the final write: a client holding the whole body
+            # must never read stats that miss it.
+            stats.count_media_complete(rec.sid, fmt)
+        yield chunk
+
+
+def _audio_response(body: Iterable[bytes], fmt: str, size: int) -> Response:
+    response = Response(body, status=200, mimetype=MEDIA_TYPES[fmt], direct_passthrough=True)
+    response.content_length = size
+    return response
+
+
+def media_response(outcome: Outcome, rec: Recording | None, fmt: str, path: str, stats: Stats) -> BaseResponse:
+    """Answer a Twilio media GET according to ``outcome`` (raises ApiError for errors)."""
+    if outcome in (Outcome.MISSING, Outcome.NOT_READY) or rec is None:
+        raise not_found(path)  # Twilio answers 404 until the media is ready
+    if outcome is Outcome.FAIL:
+        raise ApiError(500, 20500, "An internal server error has occurred")
+    if outcome is Outcome.REDIRECT and rec.knobs.redirect_to:
+        target = rec.knobs.redirect_to.replace("{sid}", rec.sid).replace("{fmt}", fmt)
+        return redirect(target, code=302)
+    if rec.knobs.delay_ms:
+        time.sleep(rec.knobs.delay_ms / 1000)
+    return _audio_response(_faulty_body(rec, fmt, stats), fmt, rec.size)
+
+
+def exact_media_response(rec: Recording, fmt: str) -> Response:
+    """Stream the true audio bytes, ignoring every knob."""
+    return _audio_response(media_chunks(fmt, rec.size, rec.sid), fmt, rec.size)
