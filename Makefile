@@ -19,7 +19,7 @@ bench: install-dev ## measurements against their anchors; writes bench/results/l
 	$(PY) bench/run.py
 
 call: install ## demo: the simulator places a call and posts Twilio's signed callbacks
-	$(PY) -m simulator call $(ARGS)
+	$(PY) scripts/call.py $(ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .

@@ -97,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
                 default=env.get("SIMULATOR_PUBLIC_URL"),
                 help="base URL put in media_url (default: the request's host)",
             )
+            sub.add_argument(
+                "--service-url",
+                default=env.get("PUBLIC_BASE_URL") or f"http://127.0.0.1:{env.get('HTTP_PORT', '8080')}",
+                help="Recording Cache's URL for /_sim/place-call (default: $PUBLIC_BASE_URL)",
+            )
             sub.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
         else:
             sub.add_argument("--sim", default=env.get("SIMULATOR_URL", f"http://127.0.0.1:{port}"))
@@ -129,7 +134,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=args.log_level, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    app = create_app(args.account_sid, args.auth_token, public_url=args.public_url)
+    app = create_app(args.account_sid, args.auth_token, public_url=args.public_url, service_url=args.service_url)
     # Bind here rather than in make_server(): werkzeug answers a busy port with
     # its own multi-line message and sys.exit(), not an error we can report.
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

@@ -8,7 +8,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
-from simulator import api, control
+from simulator import api, control, demo
 from simulator.context import SimContext, sim
 from simulator.resources import API_VERSION, ApiError, error_body
 
@@ -62,14 +62,18 @@ class _OrderedJSON(DefaultJSONProvider):
     sort_keys = False  # keep Twilio's field order
 
 
-def create_app(account_sid: str, auth_token: str, *, public_url: str | None = None) -> Flask:
-    """Build a simulator app for one account; ``public_url`` overrides media_url's host."""
+def create_app(
+    account_sid: str, auth_token: str, *, public_url: str | None = None, service_url: str | None = None
+) -> Flask:
+    """Build a simulator app for one account; ``public_url`` overrides media_url's host,
+    ``service_url`` is where ``/_sim/place-call`` sends Twilio's callbacks."""
     app = Flask("simulator")
     app.json = _OrderedJSON(app)
-    app.extensions["simulator"] = SimContext(account_sid, auth_token, public_url)
+    app.extensions["simulator"] = SimContext(account_sid, auth_token, public_url, service_url)
     app.before_request(_authenticate)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_blueprint(api.bp)
     app.register_blueprint(control.bp)
+    app.register_blueprint(demo.bp)
     return app

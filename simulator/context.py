@@ -18,6 +18,7 @@ class SimContext:
     account_sid: str
     auth_token: str
     public_url: str | None = None
+    service_url: str | None = None
     store: Store = field(default_factory=Store)
     stats: Stats = field(default_factory=Stats)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))

@@ -7,6 +7,7 @@ with its log in the stack's folder.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -95,6 +96,7 @@ class Stack:
 
     base: Path
     overrides: dict[str, str] = field(default_factory=dict)
+    demo: bool = False
     procs: dict[str, Proc] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -110,6 +112,22 @@ class Stack:
         self.auth_token = secrets.token_hex(16)
         self.api_token = secrets.token_urlsafe(16)
         self.signing_key = secrets.token_urlsafe(24)
+        if self.demo:
+            # Demo mode reads its secrets from the volume; seed them so the
+            # test knows them and the simulator shares the account.
+            state = self.recordings / ".state"
+            state.mkdir(exist_ok=True)
+            (state / "demo-secrets.json").write_text(
+                json.dumps(
+                    {
+                        "TWILIO_ACCOUNT_SID": self.account_sid,
+                        "TWILIO_AUTH_TOKEN": self.auth_token,
+                        "API_TOKEN": self.api_token,
+                        "PLAYBACK_SIGNING_KEY": self.signing_key,
+                        "FLOWER_BASIC_AUTH": "admin:" + self.api_token,
+                    }
+                )
+            )
 
     @property
     def http_url(self) -> str:
@@ -152,6 +170,9 @@ class Stack:
             DOWNLOAD_READ_TIMEOUT="5",
             LOCK_TTL_SECONDS="10",
         )
+        if self.demo:
+            for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "API_TOKEN", "PLAYBACK_SIGNING_KEY"):
+                env.pop(name)
         env.update(self.overrides)
         return env
 

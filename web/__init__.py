@@ -44,6 +44,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(playback.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    if settings.demo:
+        from . import demo
+
+        app.register_blueprint(demo.bp)
     return app
 
 

@@ -1,0 +1,51 @@
+"""``POST /_sim/place-call``: the demo page's button, playing Twilio's part.
+
+It creates a call on this simulator and posts the signed callbacks to the
+service, exactly like ``make call``; the service's web tier never calls the
+simulator (or Twilio) for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, request
+
+from simulator.callbacks import place_call
+from simulator.context import sim
+
+bp = Blueprint("demo", __name__, url_prefix="/_sim")
+
+MAX_DEMO_SIZE = 64 * 1024 * 1024
+
+
+@bp.post("/place-call")
+def place_demo_call() -> tuple[dict[str, Any], int]:
+    """Place a call with one recording; JSON body ``{size, child, throughput}``, all optional."""
+    ctx = sim()
+    if not ctx.service_url:
+        return {"error": "start the simulator with --service-url to place calls"}, 409
+    body = request.get_json(silent=True) or {}
+    try:
+        size = int(body.get("size", 256 * 1024))
+        throughput = int(body.get("throughput", 0))
+    except (TypeError, ValueError):
+        return {"error": "size and throughput must be whole numbers"}, 400
+    if not 1024 <= size <= MAX_DEMO_SIZE or throughput < 0:
+        return {"error": f"size must be 1024..{MAX_DEMO_SIZE} and throughput >= 0"}, 400
+    own_url = f"http://{request.environ['SERVER_NAME']}:{request.environ['SERVER_PORT']}"
+    call = place_call(
+        own_url,
+        ctx.service_url,
+        ctx.account_sid,
+        ctx.auth_token,
+        size=size,
+        child=bool(body.get("child", False)),
+        throughput=throughput,
+    )
+    return {
+        "call_sid": call["call_sid"],
+        "child_call_sid": call["child_call_sid"],
+        "recording_sid": call["recording_sid"],
+        "callback_statuses": call["callback_statuses"],
+    }, 201
