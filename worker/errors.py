@@ -36,6 +36,10 @@ class StorageError(UpstreamError):
 class LockBusy(RecordingCacheError):
     """Another process holds the download lock for this recording."""
 
+    def __init__(self, message: str, ttl_left: float = 0.0):
+        super().__init__(message)
+        self.ttl_left = ttl_left
+
 
 class LockLost(UpstreamError):
     """Our lock expired or was taken over while downloading; stop writing."""

@@ -58,9 +58,10 @@ def fetch_recording(
 ) -> FetchOutcome:
     """Make sure the recording is on the volume; download it if nobody has.
 
-    Raises LockBusy when another process is downloading it (that process's
-    task owns completion), RecordingNotFound when Twilio does not know it, and
-    UpstreamError subclasses for faults worth retrying.
+    Raises LockBusy when another process holds the lock (the caller retries
+    once it may have expired: its holder may have died), RecordingNotFound
+    when Twilio does not know it, and UpstreamError subclasses for faults
+    worth retrying.
     """
     require_sid(recording_sid, "RE")
     require_format(fmt)
@@ -70,21 +71,38 @@ def fetch_recording(
     lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
     if not lock.acquire():
         metrics.LOCK_CONTENDED.inc()
-        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process")
+        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process", lock_ttl_left(r, lock))
     try:
         # Checked again under the lock: the previous holder may just have finished.
         if storage.is_cached(root, recording_sid, fmt):
             return _already_cached(root, recording_sid, fmt, r)
+        # Holding the lock, any temp file of this recording is a dead holder's.
+        storage.remove_partial(root, recording_sid, fmt)
         return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at)
     finally:
         try:
             lock.release()
-        except LockError:
-            log.warning("lock.lost", extra={"recording_sid": recording_sid, "format": fmt})
+        except (LockError, redis.RedisError):
+            # Expired, taken over, or Redis is away: its TTL frees it anyway.
+            log.warning("lock.release_failed", extra={"recording_sid": recording_sid, "format": fmt})
+
+
+def lock_ttl_left(r: redis.Redis, lock: Lock) -> float:
+    """Seconds until ``lock`` expires (0 when it already has)."""
+    return max(0.0, r.pttl(lock.name) / 1000)
+
+
+def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
+    """Clear in-flight hints; the file on the volume is what counts, so a
+    Redis that is away right now only delays the cleanup."""
+    try:
+        status.clear_state(r, recording_sid, fmt)
+    except redis.RedisError:
+        log.warning("state.clear_failed", extra={"recording_sid": recording_sid, "format": fmt})
 
 
 def _already_cached(root, recording_sid: str, fmt: str, r: redis.Redis) -> FetchOutcome:
-    status.clear_state(r, recording_sid, fmt)
+    _forget_state(r, recording_sid, fmt)
     size = storage.media_path(root, recording_sid, fmt).stat().st_size
     return FetchOutcome(recording_sid, "cached", bytes=size)
 
@@ -142,7 +160,7 @@ def _download(
     )
     if call_sid:
         link_call_and_legs(settings, call_sid, recording_sid, fmt)
-    status.clear_state(r, recording_sid, fmt)
+    _forget_state(r, recording_sid, fmt)
     metrics.DOWNLOADS.labels("succeeded").inc()
     metrics.BYTES_DOWNLOADED.inc(stored.bytes)
     metrics.DOWNLOAD_SECONDS.observe(ms / 1000)
@@ -186,6 +204,11 @@ def _lock_keeper(lock: RecordingLock, ttl: float):
                 lock.reacquire()
             except LockNotOwnedError as exc:
                 raise LockLost(f"lost {lock.name} while downloading") from exc
+            except redis.ConnectionError:
+                # Redis restarting: keep streaming and renew on the next tick;
+                # the key (persisted) keeps its TTL meanwhile.
+                log.warning("lock.renew_failed", extra={"lock": lock.name})
+                return
             last = now
 
     return keep

@@ -209,6 +209,15 @@ def children_of(root: Path, parent_sid: str) -> list[str]:
         return []
 
 
+def remove_partial(root: Path, recording_sid: str, fmt: str) -> int:
+    """Delete temp files a dead download of this recording left behind."""
+    removed = 0
+    for path in (root / TMP_DIR).glob(f"{require_sid(recording_sid, 'RE')}.{require_format(fmt)}.*.part"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
 def remove_stale_temp(root: Path, older_than_seconds: float) -> int:
     """Delete temp files older than the given age (left by killed downloads)."""
     removed, cutoff = 0, time.time() - older_than_seconds

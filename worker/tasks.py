@@ -83,46 +83,57 @@ def _not_found(res: Resources, sid: str, fmt: str, exc: RecordingNotFound) -> di
     return {"sid": sid, "result": "not_found"}
 
 
+def _guarded(task: Task, res: Resources, sid: str, fmt: str, work):
+    """Run ``work`` and turn the domain's outcomes into Celery's: retry or finish.
+
+    Returns ``work``'s result, or a result dict when the SID turned out unknown.
+    """
+    try:
+        return work()
+    except LockBusy as exc:
+        # Wait out the holder's TTL: if it is alive the file will be there,
+        # if it died (SIGKILL, lost host) its lock expires and we take over.
+        countdown = round(exc.ttl_left + random.uniform(0.2, 1.0), 3)
+        log.info("download.lock_busy", extra={"sid": sid, "format": fmt, "countdown_s": countdown})
+        raise task.retry(exc=exc, countdown=countdown, max_retries=None) from None
+    except RecordingNotFound as exc:
+        return _not_found(res, sid, fmt, exc)
+    except (UpstreamError, redis.RedisError) as exc:
+        _retry_or_fail(task, res, sid, fmt, exc)
+
+
 @shared_task(bind=True, name="recordings.fetch")
 def fetch_recording_task(
     self: Task, recording_sid: str, fmt: str, call_sid: str | None = None, recorded_at: str | None = None
 ) -> dict:
     """Download a recording by RecordingSid (from a webhook or a playback miss)."""
     res = resources(self.app)
-    try:
+
+    def work() -> dict:
         outcome = fetch.fetch_recording(recording_sid, fmt, res.settings, res.redis, res.session, call_sid, recorded_at)
-    except LockBusy:
-        # The lock holder's own task sees the download through (acks_late).
-        log.info("download.deduplicated", extra={"recording_sid": recording_sid, "format": fmt})
-        return {"sid": recording_sid, "result": "deduplicated"}
-    except RecordingNotFound as exc:
-        return _not_found(res, recording_sid, fmt, exc)
-    except UpstreamError as exc:
-        _retry_or_fail(self, res, recording_sid, fmt, exc)
-    if call_sid and outcome.result == "cached":
-        fetch.link_call_and_legs(res.settings, call_sid, recording_sid, fmt)
-    return {"sid": recording_sid, "result": outcome.result, "bytes": outcome.bytes}
+        if call_sid and outcome.result == "cached":
+            fetch.link_call_and_legs(res.settings, call_sid, recording_sid, fmt)
+        return {"sid": recording_sid, "result": outcome.result, "bytes": outcome.bytes}
+
+    return _guarded(self, res, recording_sid, fmt, work)
 
 
 @shared_task(bind=True, name="recordings.fetch_call")
 def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
     """Resolve a CallSid (parent or child leg) to its recording and fetch it."""
     res = resources(self.app)
-    try:
+
+    def work() -> dict:
         found = resolve.resolve_call(call_sid, res.settings, res.twilio)
         outcome = fetch.fetch_recording(
             found.recording_sid, fmt, res.settings, res.redis, res.session, found.owner_call_sid, found.recorded_at
         )
-    except LockBusy:
-        return {"sid": call_sid, "result": "deduplicated"}
-    except RecordingNotFound as exc:
-        return _not_found(res, call_sid, fmt, exc)
-    except UpstreamError as exc:
-        _retry_or_fail(self, res, call_sid, fmt, exc)
-    fetch.link_call_and_legs(res.settings, found.owner_call_sid, found.recording_sid, fmt)
-    storage.link_call(res.settings.recordings_dir, call_sid, found.recording_sid, fmt)
-    status.clear_state(res.redis, call_sid, fmt)
-    return {"sid": call_sid, "recording_sid": found.recording_sid, "result": outcome.result}
+        fetch.link_call_and_legs(res.settings, found.owner_call_sid, found.recording_sid, fmt)
+        storage.link_call(res.settings.recordings_dir, call_sid, found.recording_sid, fmt)
+        status.clear_state(res.redis, call_sid, fmt)
+        return {"sid": call_sid, "recording_sid": found.recording_sid, "result": outcome.result}
+
+    return _guarded(self, res, call_sid, fmt, work)
 
 
 @shared_task(bind=True, name="recordings.record_leg")
