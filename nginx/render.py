@@ -18,9 +18,17 @@ TEMPLATE = "nginx.conf.j2"
 
 
 def render(
-    settings: Settings, runtime_dir: Path, access_log: str = "/dev/stdout", worker_processes: str = "auto"
+    settings: Settings,
+    runtime_dir: Path,
+    access_log: str = "/dev/stdout",
+    worker_processes: str = "auto",
+    web_host: str = "127.0.0.1",
 ) -> Path:
-    """Write ``nginx.conf`` (mode 0600: it holds the signing key) and its temp folders."""
+    """Write ``nginx.conf`` (mode 0600: it holds the signing key) and its temp folders.
+
+    ``web_host`` is where gunicorn listens: loopback in `make run`, the web
+    service's name under compose.
+    """
     runtime_dir = runtime_dir.resolve()
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (runtime_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -32,6 +40,7 @@ def render(
         worker_processes=worker_processes,
         runtime_dir=runtime_dir,
         access_log=access_log,
+        web_host=web_host,
         web_port=settings.web_port,
         http_port=settings.http_port,
         simulator_port=settings.simulator_port,

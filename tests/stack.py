@@ -101,7 +101,7 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.base.mkdir(parents=True, exist_ok=True)
-        self.recordings = self.base / "recordings"
+        self.recordings = Path(self.overrides.get("RECORDINGS_DIR") or self.base / "recordings")
         self.recordings.mkdir(exist_ok=True)
         self.runtime = self.base / "run"
         self.metrics_dir = self.base / "metrics"
@@ -336,9 +336,9 @@ class Stack:
 
     # -- conveniences for tests -------------------------------------------------
 
-    def sim(self, method: str, path: str, **kwargs) -> requests.Response:
+    def sim(self, method: str, path: str, timeout: float = 10, **kwargs) -> requests.Response:
         """Call the simulator's control API."""
-        response = requests.request(method, self.sim_url + path, timeout=10, **kwargs)
+        response = requests.request(method, self.sim_url + path, timeout=timeout, **kwargs)
         response.raise_for_status()
         return response
 

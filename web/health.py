@@ -24,11 +24,25 @@ def healthz():
         services().redis.ping()
     except Exception as exc:  # any failure to answer is "down" here
         checks["redis"] = f"error: {type(exc).__name__}"
-    root = settings.recordings_dir
-    if not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):
-        checks["volume"] = f"error: {root} is not a writable folder"
+    checks["volume"] = _volume_check(settings.recordings_dir)
     healthy = all(value == "ok" for value in checks.values())
     return jsonify(status="ok" if healthy else "unavailable", **checks), 200 if healthy else 503
+
+
+def _volume_check(root) -> str:
+    """ "ok" when the volume is a writable folder here.
+
+    A volume mounted read-only on purpose (the web container under compose:
+    only the worker writes) passes when it is readable.
+    """
+    try:
+        read_only = bool(os.statvfs(root).f_flag & os.ST_RDONLY)
+    except OSError:
+        return f"error: {root} is missing"
+    wanted = os.R_OK | os.X_OK if read_only else os.W_OK | os.X_OK
+    if root.is_dir() and os.access(root, wanted):
+        return "ok"
+    return f"error: {root} is not a {'readable' if read_only else 'writable'} folder"
 
 
 class QueueDepthCollector:

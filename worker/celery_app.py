@@ -36,12 +36,22 @@ def create_celery(settings: Settings) -> Celery:
         task_soft_time_limit=max(1, settings.task_time_limit - 30),
         broker_transport_options={
             "visibility_timeout": settings.broker_visibility_timeout,
+            # Sweep for messages of a worker that died without acking (SIGKILL,
+            # lost host) at least every minute; kombu's default is ~100 s
+            # between real scans. They are handed out again once older than
+            # the visibility timeout; the periodic reconcile catches them
+            # sooner when a webhook announced them.
+            "unacked_restore_interval": max(1, min(60, settings.broker_visibility_timeout // 2)),
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,
         },
         broker_connection_timeout=2,
         # A webhook answers 503 quickly when Redis is down instead of hanging.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
         broker_connection_retry_on_startup=True,
+        # A download in flight when Redis restarts keeps going: its file lands,
+        # and a redelivery (if the ack was lost) finds it cached.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         timezone="UTC",
         beat_schedule={
             "reconcile": {"task": "recordings.reconcile", "schedule": timedelta(minutes=10)},

@@ -1,0 +1,141 @@
+"""Container entrypoint of the app image: one process of the Procfile per container.
+
+    entrypoint.py web | worker | beat | flower   run that line of the Procfile (extra arguments appended)
+    entrypoint.py render-nginx DIR [WEB_HOST]    render nginx.conf for the nginx container into DIR
+    entrypoint.py ANY OTHER COMMAND              run it unchanged (a shell, a one-off celery call)
+
+The Procfile stays the one list of commands: `make run` (honcho) and the
+containers run the same lines. Before a process starts, the settings are loaded
+once, so a missing or malformed variable stops the container with the usual
+one line, and the environment is completed the way scripts/run.py completes it
+for honcho, plus what a container needs: listen on the container's own
+interface (gunicorn, Flower) instead of loopback, since nginx and the host port
+mapping reach them from outside the container.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+if str(APP_ROOT) not in sys.path:
+    sys.path.insert(0, str(APP_ROOT))
+
+PROCFILE = APP_ROOT / "Procfile"
+DEFAULT_RUNTIME_DIR = "/var/lib/recording-cache/run"
+# Inside a container loopback is private to the process: bind the container's interfaces.
+CONTAINER_BIND_HOST = "0.0.0.0"
+
+
+def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
+    """The Procfile's processes, name -> shell command, in file order."""
+    commands: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_-]+", name.strip()):
+            raise ValueError(f"malformed Procfile line: {line!r}")
+        commands[name.strip()] = command.strip()
+    return commands
+
+
+def _has_bind(args: str) -> bool:
+    return any(a in ("-b", "--bind") or a.startswith("--bind=") for a in shlex.split(args))
+
+
+def process_environment(settings, process: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment ``process`` runs with: the container's, completed from ``settings``."""
+    env = dict(environ)
+    env["RUNTIME_DIR"] = env.get("RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
+    # Ports as the settings resolved them (the Procfile has no defaults for
+    # some), and Flower's own FLOWER_BASIC_AUTH even when demo mode generated it.
+    env.update(
+        HTTP_PORT=str(settings.http_port),
+        WEB_PORT=str(settings.web_port),
+        FLOWER_PORT=str(settings.flower_port),
+        SIMULATOR_PORT=str(settings.simulator_port),
+        FLOWER_BASIC_AUTH=settings.flower_basic_auth,
+    )
+    if process == "flower":
+        env["FLOWER_ADDRESS"] = env.get("FLOWER_ADDRESS") or CONTAINER_BIND_HOST
+    if process == "web":
+        # web/gunicorn.conf.py binds 127.0.0.1:WEB_PORT; gunicorn lets
+        # GUNICORN_CMD_ARGS override its config file.
+        args = env.get("GUNICORN_CMD_ARGS", "").strip()
+        if not _has_bind(args):
+            args = f"{args} --bind {CONTAINER_BIND_HOST}:{settings.web_port}".strip()
+        env["GUNICORN_CMD_ARGS"] = args
+    return env
+
+
+def prepare_runtime(env: Mapping[str, str]) -> None:
+    """Create the runtime folder; start the metrics folder empty (dead pids' files are stale)."""
+    Path(env["RUNTIME_DIR"]).mkdir(parents=True, exist_ok=True)
+    metrics = env.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics:
+        folder = Path(metrics)
+        folder.mkdir(parents=True, exist_ok=True)
+        # Empty it, not remove it: it is usually a tmpfs mount point.
+        for entry in folder.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+
+
+def render_nginx(settings, runtime_dir: Path, web_host: str) -> Path:
+    """Render nginx.conf into ``runtime_dir`` with the web upstream at ``web_host``."""
+    from nginx.render import render
+
+    return render(settings, runtime_dir, web_host=web_host)
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch on the first argument; see the module docstring."""
+    if not argv:
+        sys.stderr.write("usage: entrypoint.py PROCESS | render-nginx DIR [WEB_HOST] | COMMAND...\n")
+        return 2
+    if argv[0] == "render-nginx":
+        if len(argv) not in (2, 3):
+            sys.stderr.write("usage: entrypoint.py render-nginx DIR [WEB_HOST]\n")
+            return 2
+        from worker.runtime import settings_or_exit
+
+        settings = settings_or_exit()
+        try:
+            path = render_nginx(settings, Path(argv[1]), argv[2] if len(argv) == 3 else "web")
+        except ValueError as exc:
+            sys.stderr.write(f"recording-cache: {exc}\n")
+            return 2
+        sys.stdout.write(f"{path}\n")
+        return 0
+    commands = procfile_commands()
+    if argv[0] not in commands:
+        try:
+            os.execvp(argv[0], argv)
+        except FileNotFoundError:
+            sys.stderr.write(
+                f"recording-cache: {argv[0]!r} is neither a Procfile process ({', '.join(commands)}) nor a command\n"
+            )
+            return 127
+    from worker.runtime import settings_or_exit
+
+    settings = settings_or_exit()
+    env = process_environment(settings, argv[0], os.environ)
+    prepare_runtime(env)
+    os.chdir(APP_ROOT)
+    command = " ".join([commands[argv[0]], *map(shlex.quote, argv[1:])])
+    shell = ["/bin/sh", "-c", f"exec {command}"]
+    os.execvpe(shell[0], shell, env)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
