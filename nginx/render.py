@@ -30,6 +30,7 @@ def render(
     service's name under compose.
     """
     runtime_dir = runtime_dir.resolve()
+    settings.playback_log.parent.mkdir(parents=True, exist_ok=True)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (runtime_dir / sub).mkdir(parents=True, exist_ok=True)
     env = Environment(
@@ -41,6 +42,7 @@ def render(
         runtime_dir=runtime_dir,
         access_log=access_log,
         web_host=web_host,
+        playback_log=settings.playback_log,
         web_port=settings.web_port,
         http_port=settings.http_port,
         simulator_port=settings.simulator_port,

@@ -7,6 +7,7 @@ from typing import Any
 from flask import Blueprint, request
 from werkzeug.wrappers import Response
 
+from simulator.audio import MEDIA_TYPES
 from simulator.context import sim
 from simulator.media import media_response
 from simulator.paging import build_page, date_filter, parse_page_request
@@ -114,6 +115,14 @@ def recording(account_sid: str, name: str) -> Response | dict[str, Any] | tuple[
     fmt = _MEDIA_FORMATS.get(ext)
     if fmt is None:
         raise not_found(request.path)
+    if request.method == "HEAD":
+        # Metadata only (size checks before deleting); not a download, not counted.
+        rec = ctx.store.recording(account_sid, sid)
+        if rec is None or not rec.is_ready():
+            raise not_found(request.path)
+        head = Response(status=200, content_type=MEDIA_TYPES[fmt])
+        head.headers["Content-Length"] = str(rec.size)
+        return head
     ctx.stats.count_media_get(sid, fmt)
     outcome, rec = ctx.store.media_turn(account_sid, sid)
     return media_response(outcome, rec, fmt, request.path, ctx.stats)

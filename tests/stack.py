@@ -157,6 +157,7 @@ class Stack:
             PUBLIC_BASE_URL=self.http_url,
             REDIS_URL=self.redis_url,
             RECORDINGS_DIR=str(self.recordings),
+            PLAYBACK_LOG=str(self.runtime / "playback.log"),
             HTTP_PORT=str(self.http_port),
             WEB_PORT=str(self.web_port),
             FLOWER_PORT=str(self.flower_port),

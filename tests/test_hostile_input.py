@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
@@ -52,7 +53,7 @@ def test_webhooks_never_answer_5xx_and_enqueue_only_valid_sids(client, app, para
 @given(sid=st.text(max_size=100), fmt=st.text(max_size=10))
 def test_api_never_answers_5xx(client, app, sid, fmt):
     response = client.get(
-        "/api/recordings/" + sid, query_string={"format": fmt}, headers={"Authorization": "Bearer test-api-token"}
+        "/api/recordings/" + quote(sid, safe=""), query_string={"format": fmt}, headers={"Authorization": "Bearer test-api-token"}
     )
     assert response.status_code < 500
     assert_valid_task_args(app.config["SENT_TASKS"])
@@ -72,6 +73,7 @@ def test_playback_miss_never_answers_5xx(client, app, original):
 @PROPERTY
 @given(sid=sid_like, fmt=st.sampled_from(["mp3", "wav"]))
 def test_correctly_signed_miss_enqueues_only_well_formed_sids(client, app, sid, fmt):
+    assume("\n" not in sid and "\r" not in sid)  # not sendable as a header at all
     path = f"/recordings/{sid}.{fmt}"
     url = signing.signed_url("RE" + "a" * 32, fmt, "test-signing-key-0123456789", 60)
     query = url.split("?", 1)[1]
@@ -79,7 +81,7 @@ def test_correctly_signed_miss_enqueues_only_well_formed_sids(client, app, sid, 
     sig = signing.signature(path, int(expires), "test-signing-key-0123456789")
     response = client.get("/internal/playback-miss", headers={"X-Original-URI": f"{path}?expires={expires}&sig={sig}"})
     assert response.status_code in (202, 404)
-    for name, args in app.config["SENT_TASKS"]:
+    for _name, args in app.config["SENT_TASKS"]:
         assert is_sid(args[0], "RE") or is_sid(args[0], "CA")
 
 

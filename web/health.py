@@ -6,8 +6,9 @@ import os
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from worker import evict, playlog
 from worker.celery_app import QUEUE
 
 from . import services
@@ -45,16 +46,31 @@ def _volume_check(root) -> str:
     return f"error: {root} is not a {'readable' if read_only else 'writable'} folder"
 
 
-class QueueDepthCollector:
-    """Reads the broker's queue length at scrape time."""
+class RedisStateCollector:
+    """Figures kept in Redis, read at scrape time: queue depth, nginx's hits
+    (ingested from its playback log by the worker) and the volume's totals."""
 
     def collect(self):
-        family = GaugeMetricFamily("recording_cache_queue_depth", "Messages waiting in the Celery queue")
+        r = services().redis
         try:
-            family.add_metric([], services().redis.llen(QUEUE))
+            depth = r.llen(QUEUE)
+            hits, hit_bytes = playlog.counters(r)
+            volume = evict.volume_totals(r)
         except Exception:  # a scrape must not fail because Redis is down
             return
-        yield family
+        gauge = GaugeMetricFamily("recording_cache_queue_depth", "Messages waiting in the Celery queue")
+        gauge.add_metric([], depth)
+        yield gauge
+        yield CounterMetricFamily(
+            "recording_cache_playback_hits", "Playback requests nginx served from the volume", value=hits
+        )
+        yield CounterMetricFamily(
+            "recording_cache_playback_hit_bytes", "Bytes nginx sent for playback hits", value=hit_bytes
+        )
+        for name, help_text in (("files", "Recordings on the volume"), ("bytes", "Bytes of recordings on the volume")):
+            family = GaugeMetricFamily(f"recording_cache_volume_{name}", help_text)
+            family.add_metric([], volume.get(name, 0))
+            yield family
 
 
 @bp.get("/metrics")
@@ -67,5 +83,5 @@ def metrics():
         from prometheus_client import REGISTRY as registry  # noqa: N811
     output = generate_latest(registry)
     queue_registry = CollectorRegistry()
-    queue_registry.register(QueueDepthCollector())
+    queue_registry.register(RedisStateCollector())
     return Response(output + generate_latest(queue_registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,7 +1,6 @@
-"""Operator commands: ``python -m worker <command>``.
+"""Operator commands: ``python -m worker <command>``; ``--help`` lists them.
 
-check-config   validate the settings and exit (one line naming a bad variable)
-reconcile      enqueue what Twilio or a webhook announced and the volume lacks
+Each prints a one-line JSON summary on stdout; errors are one line on stderr.
 """
 
 from __future__ import annotations
@@ -9,28 +8,89 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import UTC, datetime
 
 import redis
 
+from .config import Settings
+from .errors import RecordingCacheError
 from .runtime import settings_or_exit
+from .sids import require_sid
 
 
-def _reconcile(args: argparse.Namespace) -> int:
-    from . import reconcile, twilio_api
+def _clients(settings: Settings):
+    from . import twilio_api
     from .celery_app import create_celery
 
-    settings = settings_or_exit()
-    celery = create_celery(settings)
-    client = None if args.no_twilio else twilio_api.make_client(settings)
-    report = reconcile.reconcile(settings, redis.Redis.from_url(settings.redis_url), client, celery)
-    sys.stdout.write(json.dumps(report.as_dict()) + "\n")
-    return 0
+    return redis.Redis.from_url(settings.redis_url), twilio_api.make_client(settings), create_celery(settings)
 
 
-def _check_config(_args: argparse.Namespace) -> int:
-    settings = settings_or_exit()
-    sys.stdout.write(f"configuration ok (demo={settings.demo})\n")
-    return 0
+def _reconcile(settings: Settings, args: argparse.Namespace) -> dict:
+    from .reconcile import reconcile
+
+    r, client, celery = _clients(settings)
+    return reconcile(settings, r, None if args.no_twilio else client, celery).as_dict()
+
+
+def _backfill(settings: Settings, args: argparse.Namespace) -> dict:
+    from .backfill import backfill
+
+    r, client, celery = _clients(settings)
+    tty = sys.stderr.isatty()
+
+    def progress(report) -> None:
+        if tty or report.found % 1000 == 0:
+            line = " ".join(f"{k}={v}" for k, v in report.as_dict().items())
+            sys.stderr.write(("\r" if tty else "") + f"backfill {line}" + ("" if tty else "\n"))
+
+    try:
+        report = backfill(
+            settings, r, client, celery, args.since, args.until, args.call, args.dry_run, args.page_size, progress
+        )
+    finally:
+        if tty:
+            sys.stderr.write("\n")
+    return report.as_dict()
+
+
+def _evict(settings: Settings, args: argparse.Namespace) -> dict:
+    from . import evict, playlog
+
+    r = redis.Redis.from_url(settings.redis_url)
+    playlog.ingest(settings, r)
+    return evict.evict(settings, r, dry_run=args.dry_run).as_dict()
+
+
+def _delete(settings: Settings, args: argparse.Namespace) -> dict:
+    from . import retention, twilio_api
+
+    r, client, _ = _clients(settings)
+    session = twilio_api.new_session(settings)
+    return retention.delete_verified(settings, r, session, client, dry_run=args.dry_run).as_dict()
+
+
+def _ingest(settings: Settings, _args: argparse.Namespace) -> dict:
+    from . import playlog
+
+    return playlog.ingest(settings, redis.Redis.from_url(settings.redis_url)).as_dict()
+
+
+def _check_config(settings: Settings, _args: argparse.Namespace) -> dict:
+    return {"configuration": "ok", "demo": settings.demo}
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _call_sid(text: str) -> str:
+    try:
+        return require_sid(text, "CA", "--call")
+    except RecordingCacheError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -41,17 +101,37 @@ def build_parser() -> argparse.ArgumentParser:
     rec = commands.add_parser("reconcile", help="enqueue recordings missing from the volume")
     rec.add_argument("--no-twilio", action="store_true", help="only re-enqueue what webhooks announced")
     rec.set_defaults(run=_reconcile)
+    back = commands.add_parser("backfill", help="enqueue older recordings listed by Twilio")
+    back.add_argument("--since", type=_date, required=True, help="YYYY-MM-DD (UTC), inclusive")
+    back.add_argument("--until", type=_date, help="YYYY-MM-DD (UTC), exclusive")
+    back.add_argument("--call", type=_call_sid, help="only this CallSid's recordings")
+    back.add_argument("--dry-run", action="store_true", help="count, enqueue nothing")
+    back.add_argument("--page-size", type=int, default=1000, help="recordings per Twilio page (default 1000)")
+    back.set_defaults(run=_backfill)
+    ev = commands.add_parser("evict", help="evict least recently played recordings above CACHE_MAX_BYTES")
+    ev.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    ev.set_defaults(run=_evict)
+    de = commands.add_parser("delete-from-twilio", help="delete verified recordings' Twilio copies (opt-in)")
+    de.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    de.set_defaults(run=_delete)
+    commands.add_parser("ingest-playlog", help="count nginx's playback hits now").set_defaults(run=_ingest)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; errors are one line on stderr and a non-zero exit."""
+    """Run one command."""
     args = build_parser().parse_args(argv)
+    settings = settings_or_exit()
     try:
-        return args.run(args)
-    except (redis.RedisError, OSError) as exc:
+        result = args.run(settings, args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"python -m worker {args.command}: interrupted; safe to run again\n")
+        return 130
+    except (redis.RedisError, OSError, RecordingCacheError) as exc:
         sys.stderr.write(f"python -m worker {args.command}: {type(exc).__name__}: {exc}\n")
         return 1
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
 
 
 if __name__ == "__main__":

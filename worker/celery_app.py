@@ -54,7 +54,15 @@ def create_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=False,
         timezone="UTC",
         beat_schedule={
-            "reconcile": {"task": "recordings.reconcile", "schedule": timedelta(minutes=10)},
+            # Each expires after its own period: a stopped worker does not come
+            # back to a backlog of stale maintenance runs.
+            name: {"task": task, "schedule": every, "options": {"expires": every.total_seconds()}}
+            for name, task, every in (
+                ("reconcile", "recordings.reconcile", timedelta(minutes=10)),
+                ("ingest-playlog", "maintenance.ingest_playlog", timedelta(seconds=15)),
+                ("evict", "maintenance.evict", timedelta(minutes=1)),
+                ("delete-from-twilio", "maintenance.delete_from_twilio", timedelta(hours=1)),
+            )
         },
     )
     app.rc_settings = settings  # read by worker.tasks through resources()

@@ -50,6 +50,7 @@ class Settings:
     delete_from_twilio_after_days: int | None
     demo: bool
     simulator_port: int
+    playback_log: Path
     # Tuning knobs with production defaults; tests shorten them.
     download_connect_timeout: float = 5.0
     download_read_timeout: float = 30.0
@@ -206,6 +207,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         delete_from_twilio_after_days=_typed(env, "DELETE_FROM_TWILIO_AFTER_DAYS", None, _non_negative),
         demo=is_demo,
         simulator_port=simulator_port,
+        playback_log=Path(_read(env, "PLAYBACK_LOG") or "./run/playback.log").resolve(),
         download_connect_timeout=_typed(env, "DOWNLOAD_CONNECT_TIMEOUT", 5.0, _positive_float),
         download_read_timeout=_typed(env, "DOWNLOAD_READ_TIMEOUT", 30.0, _positive_float),
         download_max_retries=_typed(env, "DOWNLOAD_MAX_RETRIES", 8, _non_negative),

@@ -20,7 +20,7 @@ from twilio.rest import Client
 
 from . import queue, storage
 from .config import Settings
-from .resolve import _twilio_call
+from .twilio_api import call_twilio
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def reconcile(settings: Settings, r: redis.Redis, client: Client | None, celery:
         report.remembered += 1
     if client is not None:
         since = datetime.now(UTC) - timedelta(hours=settings.reconcile_lookback_hours)
-        for rec in _twilio_call(client.recordings.list, date_created_after=since, page_size=1000):
+        for rec in call_twilio(client.recordings.list, date_created_after=since, page_size=1000):
             report.listed += 1
             if rec.status == "completed":
                 wanted.setdefault(rec.sid, rec.call_sid)

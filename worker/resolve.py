@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import requests
-from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from . import storage
 from .config import Settings
-from .errors import RecordingNotFound, UpstreamError
+from .errors import RecordingNotFound
 from .sids import is_sid, require_sid
+from .twilio_api import call_twilio
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +30,8 @@ class CallRecording:
     recorded_at: str | None
 
 
-def _twilio_call(func, *args, **kwargs):
-    """Run a twilio-package call, mapping its failures onto ours."""
-    try:
-        return func(*args, **kwargs)
-    except TwilioRestException as exc:
-        if exc.status == 404:
-            raise RecordingNotFound(f"Twilio does not know {exc.uri}") from None
-        raise UpstreamError(f"Twilio answered {exc.status}") from exc
-    except (TwilioException, requests.RequestException) as exc:
-        raise UpstreamError(f"Twilio lookup failed: {type(exc).__name__}") from exc
-
-
 def _latest_completed(client: Client, call_sid: str) -> CallRecording | None:
-    recordings = _twilio_call(client.recordings.list, call_sid=call_sid, limit=50)
+    recordings = call_twilio(client.recordings.list, call_sid=call_sid, limit=50)
     done = [rec for rec in recordings if rec.status == "completed" and is_sid(rec.sid, "RE")]
     if not done:
         return None
@@ -65,7 +52,7 @@ def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecor
         found = _latest_completed(client, call_sid)
         if found:
             return found
-        call = _twilio_call(client.calls(call_sid).fetch)
+        call = call_twilio(client.calls(call_sid).fetch)
         parent = call.parent_call_sid
         if not parent:
             raise RecordingNotFound(f"call {call_sid} has no completed recording")

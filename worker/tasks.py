@@ -13,7 +13,7 @@ import requests
 from celery import Celery, Task, shared_task
 from twilio.rest import Client
 
-from . import fetch, metrics, reconcile, resolve, status, storage, twilio_api
+from . import evict, fetch, metrics, playlog, reconcile, resolve, retention, status, storage, twilio_api
 from .config import Settings
 from .errors import LockBusy, RecordingNotFound, UpstreamError
 
@@ -153,3 +153,25 @@ def reconcile_task(self: Task) -> dict:
     """Re-enqueue what the volume is missing (periodic, from Celery beat)."""
     res = resources(self.app)
     return reconcile.reconcile(res.settings, res.redis, res.twilio, self.app).as_dict()
+
+
+@shared_task(bind=True, name="maintenance.ingest_playlog")
+def ingest_playlog_task(self: Task) -> dict:
+    """Count nginx's hits and stamp last-played times (periodic)."""
+    res = resources(self.app)
+    return playlog.ingest(res.settings, res.redis).as_dict()
+
+
+@shared_task(bind=True, name="maintenance.evict")
+def evict_task(self: Task) -> dict:
+    """Stay within CACHE_MAX_BYTES, least recently played first (periodic)."""
+    res = resources(self.app)
+    playlog.ingest(res.settings, res.redis)  # fresh last-played stamps first
+    return evict.evict(res.settings, res.redis).as_dict()
+
+
+@shared_task(bind=True, name="maintenance.delete_from_twilio")
+def delete_from_twilio_task(self: Task) -> dict:
+    """Delete Twilio's copy of verified recordings (opt-in, periodic)."""
+    res = resources(self.app)
+    return retention.delete_verified(res.settings, res.redis, res.session, res.twilio).as_dict()

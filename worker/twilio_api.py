@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import requests
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
@@ -118,3 +119,15 @@ def make_client(settings: Settings) -> Client:
     client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
     client.api.base_url = settings.twilio_api_base_url
     return client
+
+
+def call_twilio(func, *args, **kwargs):
+    """Run a twilio-package call, mapping its failures onto ours."""
+    try:
+        return func(*args, **kwargs)
+    except TwilioRestException as exc:
+        if exc.status == 404:
+            raise RecordingNotFound(f"Twilio does not know {exc.uri}") from None
+        raise UpstreamError(f"Twilio answered {exc.status}") from exc
+    except (TwilioException, requests.RequestException) as exc:
+        raise UpstreamError(f"Twilio lookup failed: {type(exc).__name__}") from exc

@@ -1,0 +1,116 @@
+"""Turn nginx's playback log into hit counters and last-played stamps.
+
+Hits never touch Python, so nginx writes one line per playback request
+(``msec sid format status bytes``) and a periodic task reads what is new:
+it adds hits and bytes to counters in Redis (exposed by ``/metrics``) and
+stamps each played file's atime on the volume, which is what eviction orders
+by. The stamps live on the volume, so they survive a Redis restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import redis
+from redis.lock import Lock
+
+from . import storage
+from .config import Settings
+from .sids import FORMATS, is_sid
+
+log = logging.getLogger(__name__)
+
+OFFSET_KEY = "rc:playlog:position"
+HITS_KEY = "rc:metrics:playback_hits"
+HIT_BYTES_KEY = "rc:metrics:playback_hit_bytes"
+MAX_READ_BYTES = 64 * 1024 * 1024
+HIT_STATUSES = {"200", "206", "304"}
+
+
+@dataclass
+class PlaylogReport:
+    """What one ingestion pass read."""
+
+    lines: int = 0
+    hits: int = 0
+    bytes: int = 0
+    stamped: int = 0
+
+    def as_dict(self) -> dict:
+        """Plain values for logs and task results."""
+        return asdict(self)
+
+
+def _read_new(path: Path, r: redis.Redis) -> tuple[list[str], str]:
+    """Complete lines appended since the last pass, and the position to save."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return [], ""
+    saved = (r.get(OFFSET_KEY) or b"").decode()
+    inode, _, offset_text = saved.partition(":")
+    offset = int(offset_text) if inode == str(stat.st_ino) and offset_text.isdigit() else 0
+    if offset > stat.st_size:  # truncated or rotated in place
+        offset = 0
+    with open(path, "rb") as handle:
+        handle.seek(offset)
+        chunk = handle.read(MAX_READ_BYTES)
+    end = chunk.rfind(b"\n") + 1  # leave a half-written last line for next time
+    lines = chunk[:end].decode("ascii", errors="replace").splitlines()
+    return lines, f"{stat.st_ino}:{offset + end}"
+
+
+def ingest(settings: Settings, r: redis.Redis) -> PlaylogReport:
+    """Read new playback lines once; concurrent passes are skipped, not doubled."""
+    report = PlaylogReport()
+    lock = Lock(r, "maintenance:playlog", timeout=120, blocking=False)
+    if not lock.acquire():
+        return report
+    try:
+        lines, position = _read_new(settings.playback_log, r)
+        last_played: dict[tuple[str, str], float] = {}
+        for line in lines:
+            report.lines += 1
+            parts = line.split()
+            if len(parts) != 5 or parts[3] not in HIT_STATUSES:
+                continue
+            msec, sid, fmt, _status, sent = parts
+            if not (is_sid(sid, "RE") or is_sid(sid, "CA")) or fmt not in FORMATS:
+                continue
+            report.hits += 1
+            report.bytes += int(sent) if sent.isdigit() else 0
+            key = (sid, fmt)
+            last_played[key] = max(last_played.get(key, 0.0), float(msec))
+        for (sid, fmt), when in last_played.items():
+            report.stamped += _stamp(settings.recordings_dir, sid, fmt, when)
+        pipe = r.pipeline()
+        pipe.incrby(HITS_KEY, report.hits).incrby(HIT_BYTES_KEY, report.bytes)
+        if position:
+            pipe.set(OFFSET_KEY, position)
+        pipe.execute()
+    finally:
+        lock.release()
+    if report.lines:
+        log.info("playlog.ingested", extra=report.as_dict())
+    return report
+
+
+def _stamp(root: Path, sid: str, fmt: str, when: float) -> int:
+    """Set the played file's atime (following a call's link); keep its mtime."""
+    path = storage.media_path(root, sid, fmt)
+    try:
+        stat = path.stat()
+        if stat.st_atime < when:
+            os.utime(path, (when, stat.st_mtime))
+        return 1
+    except FileNotFoundError:
+        return 0
+
+
+def counters(r: redis.Redis) -> tuple[int, int]:
+    """Hits and hit bytes ingested so far."""
+    hits, hit_bytes = r.mget(HITS_KEY, HIT_BYTES_KEY)
+    return int(hits or 0), int(hit_bytes or 0)
