@@ -91,10 +91,10 @@ def prepare_runtime(env: Mapping[str, str]) -> None:
 
 
 def render_nginx(settings, runtime_dir: Path, web_host: str) -> Path:
-    """Render nginx.conf into ``runtime_dir`` with the web upstream at ``web_host``."""
+    """Render nginx.conf into ``runtime_dir`` for the compose network's service names."""
     from nginx.render import render
 
-    return render(settings, runtime_dir, web_host=web_host)
+    return render(settings, runtime_dir, web_host=web_host, flower_host="flower")
 
 
 def main(argv: list[str]) -> int:

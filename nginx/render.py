@@ -23,11 +23,12 @@ def render(
     access_log: str = "/dev/stdout",
     worker_processes: str = "auto",
     web_host: str = "127.0.0.1",
+    flower_host: str = "127.0.0.1",
 ) -> Path:
     """Write ``nginx.conf`` (mode 0600: it holds the signing key) and its temp folders.
 
-    ``web_host`` is where gunicorn listens: loopback in `make run`, the web
-    service's name under compose.
+    ``web_host`` and ``flower_host`` are where gunicorn and Flower listen:
+    loopback in `make run`, the services' names under compose.
     """
     runtime_dir = runtime_dir.resolve()
     settings.playback_log.parent.mkdir(parents=True, exist_ok=True)
@@ -43,6 +44,9 @@ def render(
         access_log=access_log,
         web_host=web_host,
         playback_log=settings.playback_log,
+        flower_host=flower_host,
+        flower_port=settings.flower_port,
+        flower_url_prefix=settings.flower_url_prefix,
         web_port=settings.web_port,
         http_port=settings.http_port,
         simulator_port=settings.simulator_port,

@@ -12,6 +12,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -295,3 +296,76 @@ def test_burst_of_10000_webhooks_through_nginx(tmp_path):
         assert r.llen("recordings") == 9_000
     finally:
         stack.stop_all()
+
+
+def test_flower_requires_authentication_and_binds_loopback(tmp_path):
+    stack = Stack(tmp_path / "flower", overrides={"FLOWER_URL_PREFIX": "flower"})
+    try:
+        stack.start_redis()
+        flower = stack.spawn("flower", [
+            sys.executable, "-m", "celery", "-A", "worker.celery_worker", "flower",
+            "--address=127.0.0.1", f"--port={stack.flower_port}",
+        ])
+        stack._wait_port(flower, stack.flower_port, timeout=30)
+        stack.start_web()
+        stack.start_nginx()
+        direct = f"http://127.0.0.1:{stack.flower_port}/flower/"
+        assert requests.get(direct, timeout=5).status_code == 401
+        user, password = stack.env()["FLOWER_BASIC_AUTH"].split(":", 1)
+        assert requests.get(direct, auth=(user, password), timeout=5).status_code == 200
+        assert requests.get(direct, auth=(user, "wrong"), timeout=5).status_code == 401
+        via_nginx = stack.http_url + "/flower/"
+        assert requests.get(via_nginx, timeout=5).status_code == 401
+        assert requests.get(via_nginx, auth=(user, password), timeout=5).status_code == 200
+        listening = _listening_addresses()
+        for port in (stack.flower_port, stack.web_port, stack.redis_port):
+            assert listening.get(port) == {"127.0.0.1"}, (port, listening.get(port))
+    finally:
+        stack.stop_all()
+
+
+def _listening_addresses() -> dict[int, set[str]]:
+    """Local address of every listening IPv4/IPv6 TCP socket, by port (from /proc/net)."""
+    found: dict[int, set[str]] = {}
+    for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+        with open(table) as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                if fields[3] != "0A":  # LISTEN
+                    continue
+                address, port = fields[1].split(":")
+                if width == 8:
+                    ip = ".".join(str(int(address[i : i + 2], 16)) for i in (6, 4, 2, 0))
+                else:
+                    ip = "::" if set(address) == {"0"} else address
+                found.setdefault(int(port, 16), set()).add(ip)
+    return found
+
+
+def test_secrets_never_reach_the_logs(stack_with_traffic):
+    stack = stack_with_traffic
+    secrets = [stack.auth_token, stack.signing_key, stack.api_token]
+    for proc in stack.procs.values():
+        text = proc.log()
+        for secret in secrets:
+            assert secret not in text, f"{proc.name} logged a secret"
+        assert "Authorization" not in text and "Basic " not in text
+
+
+@pytest.fixture
+def stack_with_traffic(start_stack):
+    """A stack that handled webhooks, API calls, hits, misses and refusals."""
+    stack = start_stack(LOG_FORMAT="json")
+    call = create_call(stack)
+    assert webhook(stack, call) == 204
+    wait_cached_intact(stack, call)
+    from worker import signing
+
+    headers = {"Authorization": f"Bearer {stack.api_token}"}
+    assert requests.get(f"{stack.http_url}/api/recordings/{call['recording_sid']}", headers=headers, timeout=5).ok
+    url = stack.http_url + signing.signed_url(call["recording_sid"], "mp3", stack.signing_key, 60)
+    assert requests.get(url, timeout=5).status_code == 200
+    assert requests.get(url.replace("sig=", "sig=x"), timeout=5).status_code == 403
+    bad = requests.post(stack.http_url + "/twilio/recording-status", data={"a": "b"}, timeout=5)
+    assert bad.status_code == 403
+    return stack

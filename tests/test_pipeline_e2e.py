@@ -89,7 +89,8 @@ def test_twenty_duplicate_tasks_on_two_workers_make_one_media_get(stack):
     time.sleep(0.5)  # tasks just taken off the queue finish within milliseconds
     assert stack.media_gets(sid) == 1
     logs = "".join(stack.procs[name].log() for name in ("worker0", "worker1"))
-    assert logs.count(f"event=download.done recording_sid={sid}") == 1
+    done = [line for line in logs.splitlines() if "event=download.done" in line and f"recording_sid={sid}" in line]
+    assert len(done) == 1
 
 
 def test_media_404_twice_then_fetched(stack):

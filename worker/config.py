@@ -51,6 +51,7 @@ class Settings:
     demo: bool
     simulator_port: int
     playback_log: Path
+    flower_url_prefix: str
     # Tuning knobs with production defaults; tests shorten them.
     download_connect_timeout: float = 5.0
     download_read_timeout: float = 30.0
@@ -139,6 +140,13 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+def _url_prefix(raw: str) -> str:
+    prefix = raw.strip("/")
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", prefix):
+        raise ValueError(f"expected a path such as flower, got {raw!r}")
+    return prefix
+
+
 def _choice(*allowed: str) -> Callable[[str], str]:
     def parse(raw: str) -> str:
         if raw not in allowed:
@@ -207,6 +215,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         delete_from_twilio_after_days=_typed(env, "DELETE_FROM_TWILIO_AFTER_DAYS", None, _non_negative),
         demo=is_demo,
         simulator_port=simulator_port,
+        flower_url_prefix=_typed(env, "FLOWER_URL_PREFIX", "", _url_prefix),
         playback_log=Path(_read(env, "PLAYBACK_LOG") or "./run/playback.log").resolve(),
         download_connect_timeout=_typed(env, "DOWNLOAD_CONNECT_TIMEOUT", 5.0, _positive_float),
         download_read_timeout=_typed(env, "DOWNLOAD_READ_TIMEOUT", 30.0, _positive_float),

@@ -12,6 +12,8 @@ import logging
 import sys
 import time
 
+from celery import current_task
+
 # Attributes every LogRecord has; anything else came in through ``extra``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _SECRET_HINTS = ("token", "password", "secret", "authorization", "signing_key")
@@ -24,6 +26,10 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
         "logger": record.name,
         "event": record.getMessage(),
     }
+    task = current_task._get_current_object() if current_task else None
+    if task is not None and task.request.id:
+        # Every line a task logs names the task, as Flower shows it.
+        fields["task_id"], fields["task"] = task.request.id, task.name
     for key, value in vars(record).items():
         if key in _STANDARD or key.startswith("_"):
             continue
