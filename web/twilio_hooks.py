@@ -72,12 +72,20 @@ def recording_status():
     if url and not twilio_api.is_twilio_url(settings, url):
         # Never fetched anyway: media URLs are built from TWILIO_API_BASE_URL.
         log.warning("webhook.foreign_recording_url", extra={"recording_sid": recording_sid, "host": url[:100]})
-    status.remember_webhook(svc.redis, recording_sid, recording_status, call_sid)
     enqueued = False
     if recording_status == "completed":
         enqueued = queue.enqueue_fetch(
-            svc.celery, svc.redis, recording_sid, settings.recording_format, "webhook", call_sid, recorded_at
+            svc.celery,
+            svc.redis,
+            recording_sid,
+            settings.recording_format,
+            "webhook",
+            call_sid,
+            recorded_at,
+            webhook_status=recording_status,
         )
+    else:
+        status.remember_webhook(svc.redis, recording_sid, recording_status, call_sid)
     metrics.WEBHOOKS.labels("recording", recording_status).inc()
     log.info(
         "webhook.recording_status",

@@ -31,7 +31,10 @@ def create_celery(settings: Settings) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Flower learns of a task from the worker's events (received, started,
+        # retried, succeeded/failed); a "sent" event per publish would double
+        # the webhook's broker work for one more state.
+        task_send_sent_event=False,
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=max(1, settings.task_time_limit - 30),
         broker_transport_options={

@@ -20,19 +20,21 @@ def enqueue_fetch(
     reason: str,
     call_sid: str | None = None,
     recorded_at: str | None = None,
+    webhook_status: str | None = None,
 ) -> bool:
     """Queue a fetch of a RecordingSid or CallSid unless one was queued just now.
 
-    Returns True when a task was sent. Sending is cheap (one pooled broker
-    connection per process); the web tier never waits for the download.
+    Returns True when a task was sent. With ``webhook_status`` the callback is
+    remembered in the same Redis round trip as the dedup claim: the webhook's
+    hot path is one pipelined round trip plus the publish.
     """
-    if not status.claim_enqueue(r, sid, fmt):
+    if not status.claim_enqueue(r, sid, fmt, remember=(webhook_status, call_sid) if webhook_status else None):
         return False
+    args = [sid, fmt, call_sid, recorded_at] if sid.startswith("RE") else [sid, fmt]
+    name = "recordings.fetch" if sid.startswith("RE") else "recordings.fetch_call"
     try:
-        if sid.startswith("RE"):
-            celery.send_task("recordings.fetch", args=[sid, fmt, call_sid, recorded_at])
-        else:
-            celery.send_task("recordings.fetch_call", args=[sid, fmt])
+        # argsrepr given: Celery would otherwise saferepr() the arguments itself.
+        celery.send_task(name, args=args, argsrepr=repr(args), kwargsrepr="{}")
     except Exception:
         status.release_enqueue(r, sid, fmt)
         raise
