@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -82,17 +84,27 @@ def real_redis_server(tmp_path_factory):
 
 @pytest.fixture
 def app(settings, monkeypatch):
-    """The Flask app on fakeredis, with task sending recorded instead of brokered."""
+    """The Flask app on fakeredis (with Lua), the broker's queue list inspected directly."""
     from web import create_app
 
     flask_app = create_app(settings)
     services = flask_app.extensions["recording_cache"]
-    fake = fakeredis.FakeRedis()
+    object.__setattr__(services, "redis", fakeredis.FakeRedis())
     sent: list[tuple[str, list]] = []
-    object.__setattr__(services, "redis", fake)
     monkeypatch.setattr(services.celery, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
-    flask_app.config.update(TESTING=True, SENT_TASKS=sent)
+    flask_app.config.update(TESTING=True, SENT_BY_CELERY=sent)
     return flask_app
+
+
+def sent_tasks(flask_app) -> list[tuple[str, list]]:
+    """Tasks the app enqueued: those pushed to the queue list, then those sent through Celery."""
+    services = flask_app.extensions["recording_cache"]
+    pushed = []
+    for raw in reversed(services.redis.lrange(services.celery.conf.task_default_queue, 0, -1)):
+        message = json.loads(raw)
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        pushed.append((message["headers"]["task"], args))
+    return pushed + flask_app.config["SENT_BY_CELERY"]
 
 
 @pytest.fixture

@@ -302,10 +302,19 @@ def test_flower_requires_authentication_and_binds_loopback(tmp_path):
     stack = Stack(tmp_path / "flower", overrides={"FLOWER_URL_PREFIX": "flower"})
     try:
         stack.start_redis()
-        flower = stack.spawn("flower", [
-            sys.executable, "-m", "celery", "-A", "worker.celery_worker", "flower",
-            "--address=127.0.0.1", f"--port={stack.flower_port}",
-        ])
+        flower = stack.spawn(
+            "flower",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "worker.celery_worker",
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={stack.flower_port}",
+            ],
+        )
         stack._wait_port(flower, stack.flower_port, timeout=30)
         stack.start_web()
         stack.start_nginx()

@@ -11,7 +11,7 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
 from worker import signing, storage
 from worker.errors import InvalidSid
 from worker.sids import is_sid
@@ -46,17 +46,19 @@ def test_webhooks_never_answer_5xx_and_enqueue_only_valid_sids(client, app, para
     assert response.status_code < 500
     if not signed:
         assert response.status_code == 403
-    assert_valid_task_args(app.config["SENT_TASKS"])
+    assert_valid_task_args(sent_tasks(app))
 
 
 @PROPERTY
 @given(sid=st.text(max_size=100), fmt=st.text(max_size=10))
 def test_api_never_answers_5xx(client, app, sid, fmt):
     response = client.get(
-        "/api/recordings/" + quote(sid, safe=""), query_string={"format": fmt}, headers={"Authorization": "Bearer test-api-token"}
+        "/api/recordings/" + quote(sid, safe=""),
+        query_string={"format": fmt},
+        headers={"Authorization": "Bearer test-api-token"},
     )
     assert response.status_code < 500
-    assert_valid_task_args(app.config["SENT_TASKS"])
+    assert_valid_task_args(sent_tasks(app))
 
 
 @PROPERTY
@@ -67,7 +69,7 @@ def test_playback_miss_never_answers_5xx(client, app, original):
     except ValueError:  # werkzeug refuses a header value with a newline before sending it
         return
     assert response.status_code in (403, 404)
-    assert app.config["SENT_TASKS"] == []
+    assert sent_tasks(app) == []
 
 
 @PROPERTY
@@ -81,7 +83,7 @@ def test_correctly_signed_miss_enqueues_only_well_formed_sids(client, app, sid, 
     sig = signing.signature(path, int(expires), "test-signing-key-0123456789")
     response = client.get("/internal/playback-miss", headers={"X-Original-URI": f"{path}?expires={expires}&sig={sig}"})
     assert response.status_code in (202, 404)
-    for _name, args in app.config["SENT_TASKS"]:
+    for _name, args in sent_tasks(app):
         assert is_sid(args[0], "RE") or is_sid(args[0], "CA")
 
 

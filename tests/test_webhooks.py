@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN
+from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
 from worker import status
 
 RE = "RE" + "4" * 32
@@ -39,19 +39,19 @@ def post_signed(client, path, params, token=AUTH_TOKEN, url=None):
 def test_completed_recording_is_enqueued_and_answered_204(client, app):
     response = post_signed(client, "/twilio/recording-status", recording_params())
     assert response.status_code == 204
-    assert app.config["SENT_TASKS"] == [("recordings.fetch", [RE, "mp3", CA, "2026-09-01T10:00:00+00:00"])]
+    assert sent_tasks(app) == [("recordings.fetch", [RE, "mp3", CA, "2026-09-01T10:00:00+00:00"])]
 
 
 def test_duplicate_webhooks_enqueue_once(client, app):
     for _ in range(5):
         assert post_signed(client, "/twilio/recording-status", recording_params()).status_code == 204
-    assert len(app.config["SENT_TASKS"]) == 1
+    assert len(sent_tasks(app)) == 1
 
 
 @pytest.mark.parametrize("state", ["in-progress", "absent", "failed"])
 def test_other_statuses_are_remembered_not_enqueued(client, app, state):
     assert post_signed(client, "/twilio/recording-status", recording_params(RecordingStatus=state)).status_code == 204
-    assert app.config["SENT_TASKS"] == []
+    assert sent_tasks(app) == []
     assert status.last_webhook(app.extensions["recording_cache"].redis, RE)["status"] == state
 
 
@@ -77,7 +77,7 @@ def test_recording_status_rejects_bad_signature(client, app, signature_case):
         params = recording_params(RecordingSid="RE" + "9" * 32)
     response = client.post("/twilio/recording-status", data=params, headers=headers)
     assert response.status_code == 403
-    assert app.config["SENT_TASKS"] == []
+    assert sent_tasks(app) == []
 
 
 def test_signature_covers_the_query_string(client, app):
@@ -112,13 +112,13 @@ def test_malformed_fields_get_400_naming_the_field(client, app, field, value):
     response = post_signed(client, "/twilio/recording-status", recording_params(**{field: value}))
     assert response.status_code == 400
     assert field in response.get_json()["error"]
-    assert app.config["SENT_TASKS"] == []
+    assert sent_tasks(app) == []
 
 
 def test_foreign_recording_url_is_never_used(client, app):
     params = recording_params(RecordingUrl="http://169.254.169.254/latest/meta-data")
     assert post_signed(client, "/twilio/recording-status", params).status_code == 204
-    name, args = app.config["SENT_TASKS"][0]
+    name, args = sent_tasks(app)[0]
     assert "169.254" not in repr(args)
 
 
@@ -130,14 +130,14 @@ def test_huge_body_is_refused(client, app):
 def test_child_leg_is_recorded(client, app):
     params = {"AccountSid": ACCOUNT_SID, "CallSid": CHILD, "ParentCallSid": CA, "CallStatus": "completed"}
     assert post_signed(client, "/twilio/call-status", params).status_code == 204
-    assert app.config["SENT_TASKS"] == [("recordings.record_leg", [CHILD, CA, "mp3"])]
+    assert sent_tasks(app) == [("recordings.record_leg", [CHILD, CA, "mp3"])]
 
 
 def test_call_status_rejects_bad_signature(client, app):
     params = {"AccountSid": ACCOUNT_SID, "CallSid": CHILD, "ParentCallSid": CA}
     response = client.post("/twilio/call-status", data=params, headers={"X-Twilio-Signature": "bogus"})
     assert response.status_code == 403
-    assert app.config["SENT_TASKS"] == []
+    assert sent_tasks(app) == []
 
 
 def test_redis_down_answers_503_so_twilio_retries(tmp_path):

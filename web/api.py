@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 
 from flask import Blueprint, abort, jsonify, request
 
@@ -11,6 +12,7 @@ from worker.sids import require_format, require_playable_sid
 
 from . import services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
@@ -45,6 +47,7 @@ def fetch_recording(sid: str):
     info = catalog.describe(svc.settings, svc.redis, sid, fmt)
     if info["status"] != "cached":
         info["enqueued"] = queue.enqueue_fetch(svc.celery, svc.redis, sid, fmt, "api")
+        log.info("api.fetch", extra={"sid": sid, "format": fmt, "enqueued": info["enqueued"]})
         if info["status"] in ("unknown", "failed"):
             info["status"] = "pending"
     return jsonify(info), 200 if info["status"] == "cached" else 202

@@ -44,18 +44,10 @@ def clear_state(r: redis.Redis, sid: str, fmt: str) -> None:
     r.delete(f"rc:state:{key(sid, fmt)}", f"rc:queued:{key(sid, fmt)}")
 
 
-def claim_enqueue(r: redis.Redis, sid: str, fmt: str, remember: tuple[str, str] | None = None) -> bool:
-    """True for the first caller in QUEUED_TTL_SECONDS; later ones skip enqueueing.
-
-    This only saves broker traffic under a storm of misses; the download lock
-    is what guarantees a single download. ``remember`` = (status, call_sid) of
-    a recording-status callback, written in the same round trip.
-    """
-    pipe = r.pipeline(transaction=False)
-    if remember:
-        pipe.set(f"rc:webhook:{sid}", _webhook_value(*remember), ex=STATE_TTL_SECONDS)
-    pipe.set(f"rc:queued:{key(sid, fmt)}", "1", nx=True, ex=QUEUED_TTL_SECONDS)
-    return bool(pipe.execute()[-1])
+# Taking the enqueue claim (rc:queued:…, SET NX with QUEUED_TTL_SECONDS) happens
+# in worker.publish, in the same Redis command as the push: it only saves
+# broker traffic under a storm of misses; the download lock is what
+# guarantees a single download.
 
 
 def release_enqueue(r: redis.Redis, sid: str, fmt: str) -> None:
@@ -73,13 +65,14 @@ def is_downloading(r: redis.Redis, sid: str, fmt: str) -> bool:
     return bool(r.exists(lock_name(sid, fmt)))
 
 
-def _webhook_value(status: str, call_sid: str) -> str:
+def webhook_value(status: str, call_sid: str) -> str:
+    """The stored form of a recording-status callback."""
     return json.dumps({"status": status, "call_sid": call_sid, "at": round(time.time(), 3)})
 
 
 def remember_webhook(r: redis.Redis, recording_sid: str, status: str, call_sid: str) -> None:
     """Keep the last recording-status callback Twilio sent for a recording."""
-    r.set(f"rc:webhook:{recording_sid}", _webhook_value(status, call_sid), ex=STATE_TTL_SECONDS)
+    r.set(f"rc:webhook:{recording_sid}", webhook_value(status, call_sid), ex=STATE_TTL_SECONDS)
 
 
 def last_webhook(r: redis.Redis, recording_sid: str) -> dict | None:

@@ -1,0 +1,69 @@
+"""The one-round-trip publish against Celery's own send_task, on a real redis-server."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+import redis as redis_lib
+
+from tests.conftest import make_settings
+from worker.celery_app import create_celery
+from worker.publish import FastPublisher
+
+pytestmark = pytest.mark.real
+
+VOLATILE_HEADERS = {"id", "root_id"}
+VOLATILE_PROPERTIES = {"correlation_id", "delivery_tag"}
+
+
+@pytest.fixture
+def real(real_redis_server):
+    if real_redis_server is None:
+        pytest.skip("redis-server is not installed")
+    client = redis_lib.Redis.from_url(real_redis_server)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+def test_fast_publish_matches_kombus_envelope(tmp_path, real, real_redis_server):
+    celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
+    args = ["RE" + "0" * 32, "mp3", "CA" + "1" * 32, None]
+    try:
+        celery.send_task("recordings.fetch", args=args, argsrepr=repr(args), kwargsrepr="{}")
+        kombu = json.loads(real.rpop("recordings"))
+        publisher = FastPublisher(celery, real)
+        assert publisher.claim_and_push("RE" + "0" * 32, "mp3", "recordings.fetch", args, ("completed", args[2]))
+        ours = json.loads(real.rpop("recordings"))
+    finally:
+        celery.close()
+    assert set(ours) == set(kombu)
+    assert base64.b64decode(ours["body"]) == base64.b64decode(kombu["body"])
+    for field in ("content-encoding", "content-type"):
+        assert ours[field] == kombu[field]
+
+    def strip(data: dict, volatile: set) -> dict:
+        return {k: v for k, v in data.items() if k not in volatile}
+
+    assert strip(ours["headers"], VOLATILE_HEADERS) == strip(kombu["headers"], VOLATILE_HEADERS)
+    assert strip(ours["properties"], VOLATILE_PROPERTIES) == strip(kombu["properties"], VOLATILE_PROPERTIES)
+    assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
+
+
+def test_claim_and_push_enqueues_once_and_remembers_every_callback(tmp_path, real, real_redis_server):
+    celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
+    publisher = FastPublisher(celery, real)
+    sid, call = "RE" + "2" * 32, "CA" + "2" * 32
+    try:
+        pushed = [
+            publisher.claim_and_push(sid, "mp3", "recordings.fetch", [sid, "mp3", call, None], ("completed", call))
+            for _ in range(5)
+        ]
+    finally:
+        celery.close()
+    assert pushed == [True, False, False, False, False]
+    assert real.llen("recordings") == 1
+    assert json.loads(real.get(f"rc:webhook:{sid}"))["status"] == "completed"
+    assert 0 < real.ttl(f"rc:queued:{sid}.mp3") <= 120
