@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import sys
 from pathlib import Path
 
@@ -15,6 +16,15 @@ from worker.config import Settings
 from worker.runtime import settings_or_exit
 
 TEMPLATE = "nginx.conf.j2"
+WORKER_CONNECTIONS = 4096
+
+
+def descriptor_budget() -> tuple[int, int]:
+    """``worker_rlimit_nofile`` (the hard limit, at most 65536) and an
+    ``open_file_cache`` size that leaves room for two descriptors per connection."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nofile = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    return nofile, max(1000, min(10000, nofile - 2 * WORKER_CONNECTIONS - 100))
 
 
 def render(
@@ -31,6 +41,7 @@ def render(
     loopback in `make run`, the services' names under compose.
     """
     runtime_dir = runtime_dir.resolve()
+    nofile, cache_max = descriptor_budget()
     settings.playback_log.parent.mkdir(parents=True, exist_ok=True)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (runtime_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -43,6 +54,9 @@ def render(
         runtime_dir=runtime_dir,
         access_log=access_log,
         web_host=web_host,
+        nofile=nofile,
+        worker_connections=WORKER_CONNECTIONS,
+        open_file_cache_max=cache_max,
         playback_log=settings.playback_log,
         flower_host=flower_host,
         flower_port=settings.flower_port,

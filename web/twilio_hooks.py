@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from datetime import UTC, datetime
@@ -26,6 +27,19 @@ def _validator(token: str) -> RequestValidator:
     return RequestValidator(token)
 
 
+def _signed_by_twilio(token: str, url: str, signature: str) -> bool:
+    """RequestValidator's check, exact URL first.
+
+    ``validate`` always computes two HMACs (the URL with and without its
+    port); the exact PUBLIC_BASE_URL almost always matches, so try that one
+    alone and fall back to the lenient check only when it does not.
+    """
+    validator = _validator(token)
+    if hmac.compare_digest(validator.compute_signature(url, request.form), signature):
+        return True
+    return validator.validate(url, request.form, signature)
+
+
 def _public_url() -> str:
     """The URL Twilio signed: PUBLIC_BASE_URL + path + query, proxies notwithstanding."""
     query = request.query_string.decode("latin-1")
@@ -35,7 +49,7 @@ def _public_url() -> str:
 def _require_twilio(kind: str) -> None:
     settings = services().settings
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not _validator(settings.twilio_auth_token).validate(_public_url(), request.form, signature):
+    if not signature or not _signed_by_twilio(settings.twilio_auth_token, _public_url(), signature):
         metrics.WEBHOOKS.labels(kind, "forbidden").inc()
         log.warning("webhook.bad_signature", extra={"kind": kind, "remote": request.remote_addr})
         abort(403, "invalid X-Twilio-Signature")

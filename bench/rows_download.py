@@ -1,0 +1,145 @@
+"""Rows 5 and 6: a large recording's download speed against curl, and the worker's memory meanwhile."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import time
+
+from bench.context import Context
+from bench.deploy import Deployment
+from bench.procstat import RssSampler, status_kib
+from bench.report import Check, RowResult
+from bench.rows_pipeline import FOUR_PROCESSES, MIB, create_call, download_ms, media_url, send_completed, wait_file
+
+WAN_MIB, WAN_MIB_S = 64, 32
+
+
+def _curl(dep: Deployment, sid: str) -> float:
+    """Seconds curl takes to fetch the media with basic auth into /dev/null."""
+    stack = dep.stack
+    argv = ["curl", "-sS", "-o", "/dev/null", "-u", f"{stack.account_sid}:{stack.auth_token}"]
+    argv += ["-w", "%{http_code} %{size_download} %{time_total}", media_url(dep, sid)]
+    code, size, seconds = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True).stdout.split()
+    if code != "200":
+        raise RuntimeError(f"curl got HTTP {code}")
+    return float(seconds) if int(size) else float("inf")
+
+
+def _forget(dep: Deployment, sid: str, call_sid: str) -> None:
+    """Remove a big recording from the volume once measured (disk space)."""
+    for name in (f"{sid}.mp3", f"{sid}.mp3.json", f"{call_sid}.mp3"):
+        (dep.recordings / name).unlink(missing_ok=True)
+
+
+def _pair(dep: Deployment, size: int, worker_first: bool, **knobs: int) -> dict[str, float]:
+    """One recording fetched by curl and by the worker (webhook through nginx), in the order asked."""
+    recording = create_call(dep, size=size, **knobs)["recordings"][0]
+    sid = recording["sid"]
+    run: dict[str, float] = {}
+    for side in ("worker", "curl") if worker_first else ("curl", "worker"):
+        if side == "curl":
+            run["curl_s"] = _curl(dep, sid)
+            continue
+        started = time.perf_counter()
+        if send_completed(dep, recording) != 204:
+            raise RuntimeError("the webhook was not answered 204")
+        run["e2e_s"] = wait_file(dep, sid, 300, interval=0.005) - started
+        run["worker_s"] = download_ms(dep, sid) / 1000
+    _forget(dep, sid, recording["call_sid"])
+    return run
+
+
+def row_download(ctx: Context, result: RowResult) -> None:
+    """Row 5: worker download time (its download.done ms) vs curl of the same media URL."""
+    budget, dep = ctx.budget, ctx.main()
+    if not dep.workers:
+        dep.set_workers(FOUR_PROCESSES)
+    size = budget.download_mib * MIB
+    runs = [_pair(dep, size, worker_first=rep % 2 == 1) for rep in range(budget.download_reps)]
+    worker_s = statistics.median(r["worker_s"] for r in runs)
+    curl_s = statistics.median(r["curl_s"] for r in runs)
+    worker_mbs, curl_mbs = size / MIB / worker_s, size / MIB / curl_s
+    result.checks.append(
+        Check(
+            f"download {budget.download_mib} MiB: worker vs curl",
+            f"{worker_mbs:,.0f} MiB/s ({worker_s:.2f} s)",
+            f"curl {curl_mbs:,.0f} MiB/s ({curl_s:.2f} s)",
+            worker_mbs / curl_mbs,
+            "≥ 0.9×",
+            worker_mbs >= 0.9 * curl_mbs,
+        )
+    )
+    # The same at a WAN-like speed: what the worker adds is hidden behind the network.
+    wan_size, wan_rate = WAN_MIB * MIB, WAN_MIB_S * MIB
+    wan = _pair(dep, wan_size, worker_first=False, throughput=wan_rate)
+    result.checks.append(
+        Check(
+            f"download {WAN_MIB} MiB at {WAN_MIB_S} MiB/s (WAN-like): worker vs curl",
+            f"{WAN_MIB / wan['worker_s']:,.1f} MiB/s",
+            f"curl {WAN_MIB / wan['curl_s']:,.1f} MiB/s",
+            wan["curl_s"] / wan["worker_s"],
+            "info (≥ 0.9×)",
+            None,
+        )
+    )
+    result.details = {"size_mib": budget.download_mib, "runs": runs, "worker_s": worker_s, "curl_s": curl_s, "wan": wan}
+    result.notes += [
+        f"{budget.download_reps} recording(s) of {budget.download_mib} MiB from the simulator (no throttling), "
+        "worker and curl alternating who goes first. Worker time is the `ms=` of its `download.done` line "
+        "(media GET to rename: stream to a temp file, sha256, fsync, rename, fsync of the folder); curl writes "
+        f"to /dev/null. Webhook → file median {statistics.median(r['e2e_s'] for r in runs):.2f} s.",
+        f"Informational line: one {WAN_MIB} MiB recording served at {WAN_MIB_S} MiB/s by the simulator's "
+        f"`throughput` knob; webhook → file {wan['e2e_s']:.2f} s.",
+    ]
+
+
+def row_memory(ctx: Context, result: RowResult) -> None:
+    """Row 6: peak RSS of the Celery pool process while it downloads a large recording."""
+    budget, dep = ctx.budget, ctx.main()
+    dep.set_workers({"memworker": 1})  # a fresh worker: VmHWM then belongs to this download alone
+    main_pid = dep.stack.procs["memworker"].popen.pid
+    pool = dep.pool_pids("memworker")
+    if not pool:
+        raise RuntimeError("the Celery worker has no pool process")
+    idle_kib = max(status_kib(pid, "VmRSS") for pid in pool)
+    recording = create_call(dep, size=budget.memory_mib * MIB)["recordings"][0]
+    sampler = RssSampler(lambda: [main_pid, *pool], interval=0.01)
+    sampler.start()
+    try:
+        started = time.perf_counter()
+        if send_completed(dep, recording) != 204:
+            raise RuntimeError("the webhook was not answered 204")
+        seconds = wait_file(dep, recording["sid"], 300, interval=0.01) - started
+    finally:
+        peaks = sampler.stop()
+    hwm_kib = max(status_kib(pid, "VmHWM") for pid in pool)
+    sampled_kib = max(peaks.get(pid, 0) for pid in pool)
+    peak_mib = max(hwm_kib, sampled_kib) / 1024
+    _forget(dep, recording["sid"], recording["call_sid"])
+    result.checks.append(
+        Check(
+            f"worker peak RSS, {budget.memory_mib} MiB download",
+            f"{peak_mib:.0f} MiB",
+            f"idle pool process {idle_kib / 1024:.0f} MiB",
+            peak_mib / (idle_kib / 1024),
+            "< 100 MiB",
+            peak_mib < 100,
+        )
+    )
+    result.details = {
+        "size_mib": budget.memory_mib,
+        "pool_pids": pool,
+        "idle_rss_kib": idle_kib,
+        "sampled_peak_rss_kib": sampled_kib,
+        "vm_hwm_kib": hwm_kib,
+        "main_process_peak_rss_kib": peaks.get(main_pid, 0),
+        "samples": sampler.samples,
+        "webhook_to_file_s": round(seconds, 2),
+    }
+    result.notes += [
+        f"A fresh Celery worker with concurrency 1; its pool process's VmRSS sampled every 10 ms "
+        f"({sampler.samples} samples, peak {sampled_kib / 1024:.0f} MiB) and its VmHWM read after the "
+        f"download ({hwm_kib / 1024:.0f} MiB); the figure is the larger. Main (consumer) process peak "
+        f"{peaks.get(main_pid, 0) / 1024:.0f} MiB. Webhook → file {seconds:.1f} s.",
+    ]

@@ -1,0 +1,147 @@
+"""Row 3: signed recording-status webhooks (validate + enqueue) against a bare Flask 204."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import redis
+import requests
+
+from bench.context import Context
+from bench.deploy import Deployment
+from bench.report import Check, RowResult
+from bench.volume import new_sid
+from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines
+from simulator.callbacks import RECORDING_STATUS_PATH, recording_status_params, sign
+from simulator.resources import rfc2822
+from worker.celery_app import QUEUE
+
+
+def signed_bodies(dep: Deployment, count: int, path: Path) -> Path:
+    """``count`` completed-recording webhooks for distinct recordings, signed for PUBLIC_BASE_URL + path."""
+    stack = dep.stack
+    url = stack.http_url + RECORDING_STATUS_PATH  # PUBLIC_BASE_URL is nginx's URL in the stack
+    started = rfc2822(datetime.now(UTC))
+    lines = []
+    for _ in range(count):
+        recording = {
+            "sid": new_sid("RE"),
+            "call_sid": new_sid("CA"),
+            "channels": 1,
+            "start_time": started,
+            "source": "RecordVerb",
+            "duration": "60",
+        }
+        params = recording_status_params(recording, stack.sim_url, stack.account_sid, "completed")
+        lines.append(f"{sign(url, params, stack.auth_token)}\t{urlencode(params)}")
+    return write_lines(path, lines)
+
+
+def _post_first(url: str, bodies: Path) -> int:
+    signature, body = bodies.read_text().split("\n", 1)[0].split("\t")
+    headers = {"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"}
+    return requests.post(url + RECORDING_STATUS_PATH, data=body, headers=headers, timeout=5).status_code
+
+
+def settled_length(r: redis.Redis, timeout: float = 30) -> int:
+    """The queue's length once gunicorn has worked off requests wrk already gave up on."""
+    deadline, last = time.monotonic() + timeout, -1
+    while time.monotonic() < deadline:
+        length = r.llen(QUEUE)
+        if length == last:
+            return length
+        last = length
+        time.sleep(0.5)
+    return last
+
+
+def row_webhook(ctx: Context, result: RowResult) -> None:
+    """Real webhook vs bare 204 app: same nginx, same gunicorn settings, 64 connections."""
+    budget, dep = ctx.budget, ctx.main()
+    dep.set_workers({})  # measure the web tier alone; the queue is emptied afterwards
+    base = dep.stack.base
+    warm = signed_bodies(dep, max(500, budget.webhook_bodies // 20), base / "webhooks-warm.txt")
+    bodies = signed_bodies(dep, budget.webhook_bodies, base / "webhooks.txt")
+    r = redis.Redis.from_url(dep.stack.redis_url)
+    args = [RECORDING_STATUS_PATH, str(WRK_THREADS)]
+
+    def web_pids() -> list[int]:
+        return dep.pids("nginx") + dep.pids("web") + dep.pids("redis")
+
+    def bare_pids() -> list[int]:
+        return dep.pids("nginx") + dep.pids("bare-web")
+
+    try:
+        if _post_first(dep.stack.http_url, warm) != 204:
+            raise RuntimeError("a signed webhook was not answered 204")
+        run_wrk(dep.stack.http_url + "/", "webhooks.lua", [str(warm), *args], budget.warmup_seconds)
+        queued_before = settled_length(r)
+        real = run_wrk(
+            dep.stack.http_url + "/", "webhooks.lua", [str(bodies), *args], budget.webhook_seconds, server_pids=web_pids
+        )
+        enqueued = settled_length(r) - queued_before
+        dep.start_anchor("bare-web", "bench.anchor_apps:bare_app", dep.bare_web_port)
+        try:
+            bare_url = dep.url(dep.bare_port)
+            if _post_first(bare_url, warm) != 204:
+                raise RuntimeError("the bare anchor did not answer 204")
+            run_wrk(bare_url + "/", "webhooks.lua", [str(warm), *args], budget.warmup_seconds)
+            bare = run_wrk(
+                bare_url + "/", "webhooks.lua", [str(bodies), *args], budget.webhook_seconds, server_pids=bare_pids
+            )
+        finally:
+            dep.stop("bare-web")
+    finally:
+        r.delete(QUEUE)  # tens of thousands of fetches for recordings the simulator never had
+    _report(result, budget.webhook_bodies, real, bare, enqueued)
+
+
+def _report(result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, enqueued: int) -> None:
+    ok = real.statuses.get("204", 0)
+    non_2xx = sum(count for status, count in real.statuses.items() if not status.startswith("2"))
+    clean = real.socket_errors == 0 and non_2xx == 0
+    result.checks += [
+        Check(
+            "webhook req/s: signed + enqueue vs bare Flask 204",
+            f"{real.rps:,.0f} req/s",
+            f"{bare.rps:,.0f} req/s",
+            real.rps / bare.rps,
+            "≥ 0.6×",
+            clean and real.rps >= 0.6 * bare.rps,
+        ),
+        Check(
+            "webhook p99 latency at 64 connections",
+            f"{real.p99_ms:.1f} ms",
+            f"bare {bare.p99_ms:.1f} ms",
+            real.p99_ms / bare.p99_ms if bare.p99_ms else None,
+            "< 25 ms",
+            clean and real.p99_ms < 25,
+        ),
+        Check(
+            "webhook answers that are not 2xx",
+            f"{non_2xx} of {real.requests:,}",
+            f"{enqueued:,} tasks queued for {ok:,} × 204",
+            None,
+            "0; a task per 204",
+            clean and enqueued >= ok,
+        ),
+    ]
+    result.details = {"real": real.as_dict(), "bare": bare.as_dict(), "enqueued": enqueued, "distinct_bodies": distinct}
+    result.notes += [
+        f"wrk 2 threads × 64 connections; each request a different recording's signed `completed` callback "
+        f"({distinct:,} precomputed; {'no' if real.requests <= distinct else 'some'} body was sent twice), "
+        "signature over PUBLIC_BASE_URL (nginx's URL) + path.",
+        f"Status distribution, real: {real.statuses}; bare: {bare.statuses}; socket errors real "
+        f"{real.socket_errors}, bare {bare.socket_errors}.",
+        f"Latency real p50/p90/p99/max {real.p50_ms:.1f}/{real.p90_ms:.1f}/{real.p99_ms:.1f}/{real.max_ms:.1f} ms; "
+        f"bare {bare.p50_ms:.1f}/{bare.p90_ms:.1f}/{bare.p99_ms:.1f}/{bare.max_ms:.1f} ms.",
+        f"Server CPU real (nginx+gunicorn+redis) {real.cpu_us_per_req:.0f} µs/req, bare (nginx+gunicorn) "
+        f"{bare.cpu_us_per_req:.0f} µs/req; outside CPU meanwhile real {real.outside_cpu_s:.1f} s, "
+        f"bare {bare.outside_cpu_s:.1f} s.",
+        "No Celery worker runs during this row (the queue is deleted afterwards), so the figure is the web tier's. "
+        "Tasks are counted once the queue stops growing: requests wrk abandoned at the end of its run are still "
+        "answered and enqueued by gunicorn afterwards, so tasks ≥ 204s seen by wrk.",
+    ]

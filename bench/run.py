@@ -1,0 +1,139 @@
+"""`make bench`: measure Recording Cache against its anchors and write the results.
+
+    .venv/bin/python bench/run.py                 # every row, about 3 minutes
+    .venv/bin/python bench/run.py --quick         # short runs to check the bench works
+    .venv/bin/python bench/run.py --only 1,dedup  # some rows, by number or name
+
+Each row starts what it needs on free ports (``tests.stack.Stack``) under a
+temp folder, measures the real thing and its anchor in the same run, and every
+process is stopped at the end whatever happens. A full run writes
+``bench/results/latest.{md,json}``; ``--quick`` or ``--only`` runs write
+``partial.*`` unless ``--out`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.context import Budget, Context  # noqa: E402
+from bench.procstat import wait_quiet  # noqa: E402
+from bench.report import RowResult, load_snapshot, machine_info, say, table_lines, write_results  # noqa: E402
+from bench.rows_download import row_download, row_memory  # noqa: E402
+from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static  # noqa: E402
+from bench.rows_pipeline import row_dedup, row_latency  # noqa: E402
+from bench.rows_scale import row_scale  # noqa: E402
+from bench.rows_webhook import row_webhook  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+@dataclass(frozen=True)
+class Row:
+    """A table row: its number, its ``--only`` name and the function that measures it."""
+
+    number: int
+    name: str
+    title: str
+    run: Callable[[Context, RowResult], None]
+
+
+# Execution order: rows sharing a set-up run together; the table is sorted by number.
+ROWS = [
+    Row(1, "hit-vs-static", "Cached hit vs plain static nginx", row_hit_vs_static),
+    Row(2, "hit-vs-seed", "Cached hit vs Flask send_file", row_hit_vs_seed),
+    Row(3, "webhook", "Webhook validate + enqueue vs bare Flask", row_webhook),
+    Row(4, "dedup", "Dedup storm: 200 Range requests, 20 cold recordings", row_dedup),
+    Row(7, "latency", "Webhook to verified file, 1 MiB", row_latency),
+    Row(5, "download", "Download throughput vs curl", row_download),
+    Row(6, "memory", "Worker memory during a large download", row_memory),
+    Row(8, "scale", "100,000 vs 1,000 recordings on the volume", row_scale),
+]
+
+
+def pick(only: str | None) -> list[Row]:
+    """The rows ``--only`` names (numbers or names, comma-separated), in execution order."""
+    if not only:
+        return ROWS
+    wanted = {item.strip() for item in only.split(",") if item.strip()}
+    known = {str(row.number) for row in ROWS} | {row.name for row in ROWS}
+    unknown = wanted - known
+    if unknown:
+        raise SystemExit(
+            f"bench: unknown row(s) {', '.join(sorted(unknown))}; known: {', '.join(r.name for r in ROWS)}"
+        )
+    return [row for row in ROWS if str(row.number) in wanted or row.name in wanted]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Command line options."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="short runs and small sizes (checks the bench works)")
+    parser.add_argument("--only", help="comma-separated row numbers or names: " + ", ".join(r.name for r in ROWS))
+    parser.add_argument("--out", help="results file stem under bench/results (default latest, or partial)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed, not only on errors")
+    parser.add_argument("--keep", action="store_true", help="keep the temp folders (logs, configs) afterwards")
+    parser.add_argument(
+        "--scale-dir",
+        type=Path,
+        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
+        help="parent folder of row 8's volume (default /dev/shm: creating 300,000 entries on a VM disk is slow)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> int:
+    """Run the chosen rows, print the table, write the results; 1 on an error (or a miss with --strict)."""
+    args = parse_args(argv)
+    rows = pick(args.only)
+    stem = args.out or ("partial" if args.quick or args.only else "latest")
+    budget = Budget.quick_budget() if args.quick else Budget()
+    base = Path(tempfile.mkdtemp(prefix="rc-bench-"))
+    ctx = Context(base, budget, args.scale_dir or base, keep=args.keep)
+    machine = machine_info()
+    say(f"bench: {len(rows)} row(s), {'quick' if args.quick else 'full'} budget, temp folder {base}")
+    results: list[RowResult] = []
+    started = time.monotonic()
+    try:
+        for index, row in enumerate(rows, 1):
+            result = RowResult(row.number, row.name, row.title)
+            say(f"[{index}/{len(rows)}] row {row.number} {row.name}: {row.title} ...")
+            quiet, load_before = wait_quiet(3 if args.quick else 15), load_snapshot()
+            row_started = time.monotonic()
+            try:
+                row.run(ctx, result)
+            except Exception as exc:  # one broken row must not hide the others' figures
+                result.error = f"{type(exc).__name__}: {exc}"
+                result.notes.append("error: " + traceback.format_exc(limit=4).replace("\n", " ")[-1500:])
+            result.seconds = time.monotonic() - row_started
+            result.details.update(quiet=quiet, load_before=load_before, load_after=load_snapshot())
+            results.append(result)
+            marks = ", ".join(("PASS" if c.passed else "FAIL" if c.passed is False else "info") for c in result.checks)
+            say(f"      {result.seconds:.0f} s: {result.error or marks}")
+    finally:
+        ctx.close()
+    total = time.monotonic() - started
+    meta = {"machine": machine, "mode": "quick" if args.quick else "full", "total_seconds": round(total, 1)}
+    meta["rows_run"] = [row.name for row in rows]
+    md_path, json_path = write_results(RESULTS, stem, results, meta)
+    say("")
+    for line in table_lines(results):
+        say(line)
+    say(f"\ntotal {total:.0f} s; wrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
+    errors = any(r.error for r in results)
+    missed = any(c.passed is False for r in results for c in r.checks)
+    return 1 if errors or (args.strict and missed) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

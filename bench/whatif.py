@@ -1,0 +1,215 @@
+"""What-if experiments behind the proposed fixes for missed targets (not part of ``make bench``).
+
+    .venv/bin/python bench/whatif.py [webhook] [nofile] [download]
+
+Each experiment measures the project as it is next to a bench-local copy with
+one change, on the same machine in the same run, and writes
+``bench/results/whatif.{md,json}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import re
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import redis
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench import volume  # noqa: E402
+from bench.context import Budget, Context  # noqa: E402
+from bench.deploy import Deployment  # noqa: E402
+from bench.report import say  # noqa: E402
+from bench.rows_pipeline import create_call, media_url  # noqa: E402
+from bench.rows_scale import hits  # noqa: E402
+from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
+from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
+from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
+from worker.celery_app import QUEUE  # noqa: E402
+
+VARIANTS = [
+    ("as is (web.wsgi:app)", None),
+    ("lean: send_task path of 1e92019", "lean"),
+    ("lean + kombu client reused", "lean-cached-client"),
+    ("bare 204", "bare"),
+]
+
+
+def exp_webhook(ctx: Context) -> list[dict]:
+    """Webhook req/s, p99 and CPU for the real app, two fixes and the bare floor."""
+    dep = ctx.main()
+    r = redis.Redis.from_url(dep.stack.redis_url)
+    rows = []
+    for label, variant in VARIANTS:
+        warm = signed_bodies(dep, 1_000, dep.stack.base / f"whatif-warm-{variant}.txt")
+        bodies = signed_bodies(dep, 20_000, dep.stack.base / f"whatif-{variant}.txt")
+        port, name = (dep.stack.http_port, "web") if variant is None else (dep.bare_port, "whatif-web")
+        if variant is not None:
+            app = "bench.anchor_apps:bare_app" if variant == "bare" else f'bench.whatif_app:build("{variant}")'
+            dep.start_anchor(name, app, dep.bare_web_port)
+        try:
+            args = [str(bodies), RECORDING_STATUS_PATH, str(WRK_THREADS)]
+            run_wrk(dep.url(port) + "/", "webhooks.lua", [str(warm), *args[1:]], 1)
+            before = settled_length(r)
+            run = run_wrk(
+                dep.url(port) + "/",
+                "webhooks.lua",
+                args,
+                10,
+                server_pids=lambda n=name: dep.pids("nginx") + dep.pids(n) + dep.pids("redis"),
+            )
+            enqueued = settled_length(r) - before
+        finally:
+            if variant is not None:
+                dep.stop(name)
+            r.delete(QUEUE)
+        rows.append(
+            {
+                "variant": label,
+                "rps": round(run.rps),
+                "p99_ms": run.p99_ms,
+                "cpu_us_per_req": round(run.cpu_us_per_req),
+                "statuses": run.statuses,
+                "enqueued": enqueued,
+            }
+        )
+        say(f"  webhook {label}: {rows[-1]}")
+    return rows
+
+
+def file_cache(directive: str) -> Callable[[str], str]:
+    """An nginx config edit: whatever open_file_cache lines the template has become ``directive``."""
+
+    def edit(text: str) -> str:
+        text = re.sub(r"\n\s*open_file_cache[a-z_]* [^;]*;", "", text)
+        return text.replace("sendfile on;", f"sendfile on;\n    {directive}", 1)
+
+    return edit
+
+
+def worker_nofile(dep: Deployment) -> int:
+    """The soft RLIMIT_NOFILE an nginx worker really got (worker_rlimit_nofile may be refused)."""
+    for line in Path(f"/proc/{dep.pids('nginx')[-1]}/limits").read_text().splitlines():
+        if line.startswith("Max open files"):
+            return int(line.split()[3])
+    return 0
+
+
+def exp_nofile(ctx: Context, count: int = 100_000, hot: int = 1_000) -> list[dict]:
+    """Hit CPU with open_file_cache off / on, on a hot set (1,000 files) and on 100,000 random files."""
+    dep, small, big = ctx.scale()
+    account, key = dep.stack.account_sid, dep.stack.signing_key
+    sets = {}
+    for name, folder, n in (("hot 1,000", small, hot), ("random 100,000", big, count)):
+        paths = volume.signed_paths(volume.write_small(folder, n, account), key)
+        sets[name] = (folder, write_lines(dep.stack.base / f"whatif-{n}.txt", paths))
+    cached = "open_file_cache max={} inactive=60s; open_file_cache_valid 30s; open_file_cache_errors off;"
+    rows = []
+    for label, edit in [
+        ("as rendered", None),
+        ("open_file_cache off", file_cache("open_file_cache off;")),
+        ("open_file_cache max=20000", file_cache(cached.format(20_000))),
+        ("open_file_cache max=10000", file_cache(cached.format(10_000))),
+    ]:
+        dep.nginx_edit = edit
+        for name, (folder, paths) in sets.items():
+            dep.use_volume(folder)
+            run, emfile = hits(ctx, dep, paths)
+            rows.append(
+                {
+                    "variant": label,
+                    "files": name,
+                    "rps": round(run.rps),
+                    "non_2xx": run.non_2xx_3xx,
+                    "cpu_us_per_req": round(run.cpu_us_per_req, 1) if run.requests else None,
+                    "emfile_errors_logged": emfile,
+                    "worker_nofile_limit": worker_nofile(dep),
+                }
+            )
+            say(f"  nofile {rows[-1]}")
+    dep.nginx_edit = None
+    return rows
+
+
+def _fetch(url: str, auth: tuple[str, str], folder: Path, mode: str) -> float:
+    """Seconds to stream one media body: network only, + sha256, + write + fsync, or hashing in a thread."""
+    started = time.perf_counter()
+    with requests.get(url, auth=auth, stream=True, timeout=60) as reply:
+        digest = hashlib.sha256()
+        jobs: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        hasher = threading.Thread(target=lambda: [digest.update(c) for c in iter(jobs.get, None)])
+        if mode == "threaded":
+            hasher.start()
+        with tempfile.NamedTemporaryFile(dir=folder) as handle:
+            for chunk in reply.iter_content(256 * 1024):
+                if mode == "threaded":
+                    jobs.put(chunk)
+                elif mode != "network":
+                    digest.update(chunk)
+                if mode in ("write+fsync", "threaded"):
+                    handle.write(chunk)
+            if mode == "threaded":
+                jobs.put(None)
+                hasher.join()
+            if mode in ("write+fsync", "threaded"):
+                handle.flush()
+                os.fsync(handle.fileno())
+    return time.perf_counter() - started
+
+
+def exp_download(ctx: Context, mib: int = 200) -> list[dict]:
+    """Where a 200 MiB download's time goes, and sha256 moved to a thread (as worker/storage.py could)."""
+    dep = ctx.main()
+    sid = create_call(dep, size=mib << 20)["recording_sid"]
+    auth = (dep.stack.account_sid, dep.stack.auth_token)
+    modes = ["network", "sha256", "write+fsync", "threaded"]
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    for _ in range(3):
+        for mode in modes:
+            times[mode].append(_fetch(media_url(dep, sid), auth, dep.recordings, mode))
+    rows = [
+        {"variant": m, "median_s": round(sorted(t)[1], 3), "mib_s": round(mib / sorted(t)[1])} for m, t in times.items()
+    ]
+    for row in rows:
+        say(f"  download {row}")
+    return rows
+
+
+def main(argv: list[str]) -> int:
+    """Run the named experiments (default: all) and write whatif.{md,json}."""
+    chosen = argv or ["webhook", "nofile", "download"]
+    base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
+    ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
+    results: dict[str, list[dict]] = {}
+    try:
+        for name in chosen:
+            say(f"what-if: {name}")
+            results[name] = {"webhook": exp_webhook, "download": exp_download, "nofile": exp_nofile}[name](ctx)
+    finally:
+        ctx.close()
+    out = ROOT / "bench" / "results"
+    (out / "whatif.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = ["# What-if experiments (bench/whatif.py)", ""]
+    for name, rows in results.items():
+        keys = list(rows[0])
+        lines += [f"## {name}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows] + [""]
+    (out / "whatif.md").write_text("\n".join(lines))
+    say("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
