@@ -19,12 +19,10 @@ TEMPLATE = "nginx.conf.j2"
 WORKER_CONNECTIONS = 4096
 
 
-def descriptor_budget() -> tuple[int, int]:
-    """``worker_rlimit_nofile`` (the hard limit, at most 65536) and an
-    ``open_file_cache`` size that leaves room for two descriptors per connection."""
+def descriptor_limit() -> int:
+    """``worker_rlimit_nofile``: the hard limit (nginx cannot raise it), at most 65536."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nofile = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
-    return nofile, max(1000, min(10000, nofile - 2 * WORKER_CONNECTIONS - 100))
+    return 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
 
 
 def render(
@@ -41,7 +39,7 @@ def render(
     loopback in `make run`, the services' names under compose.
     """
     runtime_dir = runtime_dir.resolve()
-    nofile, cache_max = descriptor_budget()
+    nofile = descriptor_limit()
     settings.playback_log.parent.mkdir(parents=True, exist_ok=True)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (runtime_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -56,7 +54,6 @@ def render(
         web_host=web_host,
         nofile=nofile,
         worker_connections=WORKER_CONNECTIONS,
-        open_file_cache_max=cache_max,
         playback_log=settings.playback_log,
         flower_host=flower_host,
         flower_port=settings.flower_port,
