@@ -47,14 +47,22 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(params=[pytest.param("fake", marks=pytest.mark.fake), pytest.param("real", marks=pytest.mark.real)])
-def redis(request, real_redis_server):
+def redis(request):
     """A flushed Redis: fakeredis (with Lua), or a real redis-server."""
     if request.param == "fake":
         client = fakeredis.FakeRedis()
+        yield client
+        client.flushdb()
     else:
-        if real_redis_server is None:
-            pytest.skip("redis-server is not installed")
-        client = redis_lib.Redis.from_url(real_redis_server)
+        yield request.getfixturevalue("real_redis")
+
+
+@pytest.fixture
+def real_redis(real_redis_server):
+    """A flushed client of the throwaway redis-server; skipped when none is installed."""
+    if real_redis_server is None:
+        pytest.skip("redis-server is not installed")
+    client = redis_lib.Redis.from_url(real_redis_server)
     client.flushdb()
     yield client
     client.flushdb()

@@ -6,7 +6,6 @@ import base64
 import json
 
 import pytest
-import redis as redis_lib
 
 from tests.conftest import make_settings
 from worker.celery_app import create_celery
@@ -18,25 +17,15 @@ VOLATILE_HEADERS = {"id", "root_id"}
 VOLATILE_PROPERTIES = {"correlation_id", "delivery_tag"}
 
 
-@pytest.fixture
-def real(real_redis_server):
-    if real_redis_server is None:
-        pytest.skip("redis-server is not installed")
-    client = redis_lib.Redis.from_url(real_redis_server)
-    client.flushdb()
-    yield client
-    client.flushdb()
-
-
-def test_fast_publish_matches_kombus_envelope(tmp_path, real, real_redis_server):
+def test_fast_publish_matches_kombus_envelope(tmp_path, real_redis, real_redis_server):
     celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
     args = ["RE" + "0" * 32, "mp3", "CA" + "1" * 32, None]
     try:
         celery.send_task("recordings.fetch", args=args, argsrepr=repr(args), kwargsrepr="{}")
-        kombu = json.loads(real.rpop("recordings"))
-        publisher = FastPublisher(celery, real)
+        kombu = json.loads(real_redis.rpop("recordings"))
+        publisher = FastPublisher(celery, real_redis)
         assert publisher.claim_and_push("RE" + "0" * 32, "mp3", "recordings.fetch", args, ("completed", args[2]))
-        ours = json.loads(real.rpop("recordings"))
+        ours = json.loads(real_redis.rpop("recordings"))
     finally:
         celery.close()
     assert set(ours) == set(kombu)
@@ -52,9 +41,9 @@ def test_fast_publish_matches_kombus_envelope(tmp_path, real, real_redis_server)
     assert ours["headers"]["id"] == ours["headers"]["root_id"] == ours["properties"]["correlation_id"]
 
 
-def test_claim_and_push_enqueues_once_and_remembers_every_callback(tmp_path, real, real_redis_server):
+def test_claim_and_push_enqueues_once_and_remembers_every_callback(tmp_path, real_redis, real_redis_server):
     celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
-    publisher = FastPublisher(celery, real)
+    publisher = FastPublisher(celery, real_redis)
     sid, call = "RE" + "2" * 32, "CA" + "2" * 32
     try:
         pushed = [
@@ -64,6 +53,6 @@ def test_claim_and_push_enqueues_once_and_remembers_every_callback(tmp_path, rea
     finally:
         celery.close()
     assert pushed == [True, False, False, False, False]
-    assert real.llen("recordings") == 1
-    assert json.loads(real.get(f"rc:webhook:{sid}"))["status"] == "completed"
-    assert 0 < real.ttl(f"rc:queued:{sid}.mp3") <= 120
+    assert real_redis.llen("recordings") == 1
+    assert json.loads(real_redis.get(f"rc:webhook:{sid}"))["status"] == "completed"
+    assert 0 < real_redis.ttl(f"rc:queued:{sid}.mp3") <= 120
