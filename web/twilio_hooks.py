@@ -5,7 +5,6 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from datetime import UTC, datetime
 from functools import cache
 
 from flask import Blueprint, abort, request
@@ -63,10 +62,9 @@ def _recorded_at(raw: str | None) -> str | None:
     if not raw:
         return None
     try:
-        parsed = datetime.strptime(raw, "%a, %d %b %Y %H:%M:%S %z")
+        return twilio_api.iso_time(raw)
     except ValueError:
         abort(400, f"RecordingStartTime is not an RFC 2822 date: {raw!r}")
-    return parsed.astimezone(UTC).isoformat(timespec="seconds")
 
 
 @bp.post("/recording-status")

@@ -185,8 +185,7 @@ def _recorded_at(resource: dict | None) -> str:
             value = resource.get(field)
             if value:
                 try:
-                    parsed = datetime.strptime(value, "%a, %d %b %Y %H:%M:%S %z")
-                    return parsed.astimezone(UTC).isoformat(timespec="seconds")
+                    return twilio_api.iso_time(value)
                 except ValueError:
                     pass
     return datetime.now(UTC).isoformat(timespec="seconds")

@@ -43,14 +43,15 @@ class ReconcileReport:
 
 
 def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None]]:
+    """(RecordingSid, CallSid) of every remembered ``completed`` callback."""
     found = []
-    for raw_key in r.scan_iter(match="rc:webhook:RE*", count=500):
-        raw = r.get(raw_key)
-        if not raw:
-            continue
-        data = json.loads(raw)
-        if data.get("status") == "completed":
-            found.append((raw_key.decode().rsplit(":", 1)[1], data.get("call_sid")))
+    keys = list(r.scan_iter(match="rc:webhook:RE*", count=1000))
+    for start in range(0, len(keys), 1000):  # one MGET per thousand keys, not a GET each
+        batch = keys[start : start + 1000]
+        for raw_key, raw in zip(batch, r.mget(batch), strict=True):
+            data = json.loads(raw) if raw else {}
+            if data.get("status") == "completed":
+                found.append((raw_key.decode().rsplit(":", 1)[1], data.get("call_sid")))
     return found
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -26,6 +27,15 @@ log = logging.getLogger(__name__)
 API_VERSION = "2010-04-01"
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 3
+
+
+TWILIO_TIME_FORMAT = "%a, %d %b %Y %H:%M:%S %z"  # RFC 2822, as in Twilio's JSON and callbacks
+
+
+def iso_time(twilio_time: str) -> str:
+    """A Twilio timestamp as sortable ISO 8601 UTC; ValueError when malformed."""
+    parsed = datetime.strptime(twilio_time, TWILIO_TIME_FORMAT)
+    return parsed.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def account_url(settings: Settings) -> str:
