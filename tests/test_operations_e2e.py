@@ -9,6 +9,7 @@ import sys
 import time
 
 import pytest
+import redis as redis_lib
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -196,3 +197,25 @@ def test_delete_after_verify_refuses_a_changed_file_and_pins_deleted_ones(start_
     assert storage.is_cached(stack.recordings, good["recording_sid"], "mp3")
     assert not storage.is_cached(stack.recordings, changed["recording_sid"], "mp3")
     assert cli(stack, "delete-from-twilio")["deleted"] == 0  # nothing twice
+
+
+def test_reconcile_fetches_what_webhooks_lost_and_cleans_stale_temp_files(start_stack):
+    stack = start_stack()
+    # Twilio has it, but its webhook never arrived.
+    unannounced = stack.sim("POST", "/_sim/calls", json={"size": 4096}).json()
+    # The webhook was accepted, but its queued task was lost (e.g. a Redis that kept nothing).
+    lost = stack.sim("POST", "/_sim/calls", json={"size": 4096}).json()
+    r = redis_lib.Redis.from_url(stack.redis_url)
+    r.set(f"rc:webhook:{lost['recording_sid']}", json.dumps({"status": "completed", "call_sid": lost["call_sid"]}))
+    stale = stack.recordings / ".tmp" / f"{lost['recording_sid']}.mp3.dead.part"
+    stale.parent.mkdir(exist_ok=True)
+    stale.write_bytes(b"partial")
+    os.utime(stale, (1, 1))
+
+    report = cli(stack, "reconcile")
+    assert report["enqueued"] == 2 and report["temp_removed"] == 1 and report["remembered"] == 1
+    for call in (unannounced, lost):
+        wait_for(lambda c=call: storage.is_cached(stack.recordings, c["recording_sid"], "mp3"), 30, "reconciled")
+        assert stack.media_gets(call["recording_sid"]) == 1
+    again = cli(stack, "reconcile")
+    assert again["enqueued"] == 0 and again["already_cached"] >= 2
