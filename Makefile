@@ -16,6 +16,7 @@ test-fast: install-dev ## unit tests only (fakeredis and a throwaway redis-serve
 	$(PY) -m pytest -m "not e2e and not faults and not browser"
 
 bench: install-dev ## measurements against their anchors; writes bench/results/latest.md
+	bash scripts/install-system-packages.sh wrk curl
 	$(PY) bench/run.py
 
 call: install ## demo: the simulator places a call and posts Twilio's signed callbacks

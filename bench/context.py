@@ -23,7 +23,7 @@ class Budget:
     dedup_recordings: int = 20
     dedup_clients: int = 200
     download_mib: int = 200
-    download_reps: int = 3
+    download_reps: int = 5
     memory_mib: int = 500
     latency_samples: int = 30
     scale_small: int = 1_000

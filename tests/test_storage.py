@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import pytest
 
-from worker import storage
+from worker import storage, stream_io
 from worker.errors import IncompleteMedia, InvalidSid
 
 RE1 = "RE" + "1" * 32
@@ -26,7 +27,33 @@ def test_write_media_lands_complete_file_with_hash(tmp_path):
     assert stored.path == tmp_path / f"{RE1}.mp3"
     assert stored.path.read_bytes() == MP3
     assert stored.bytes == len(MP3)
+    assert stored.sha256 == hashlib.sha256(MP3).hexdigest()
     assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_a_large_stream_is_hashed_in_order_while_flushed_behind(tmp_path):
+    # Uneven chunks over several writeback steps: the helper-thread digest
+    # must see every chunk once, in order.
+    body = MP3 + os.urandom(3 * stream_io.WRITEBACK_BYTES + 12345)
+    pieces, at, size = [], 0, 1
+    while at < len(body):
+        pieces.append(body[at : at + size])
+        at, size = at + size, size * 3 % 700_001 + 1
+    stored = storage.write_media(tmp_path, RE1, "mp3", pieces, len(body))
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
+    assert stored.path.read_bytes() == body
+
+
+def test_writeback_turns_itself_off_where_the_kernel_refuses_it():
+    read_end, write_end = os.pipe()  # sync_file_range fails on a pipe (ESPIPE)
+    try:
+        writeback = stream_io.Writeback(write_end, every=1)
+        writeback.written(10)
+        writeback.written(20)
+        assert writeback.enabled is False
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_wav_is_recognised(tmp_path):

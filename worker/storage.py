@@ -16,7 +16,6 @@ verified, fsynced temp file, so nginx never serves a partial recording.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 
 from .errors import IncompleteMedia, StorageError
 from .sids import require_format, require_playable_sid, require_sid
+from .stream_io import BackgroundSha256, Writeback
 
 TMP_DIR = ".tmp"
 
@@ -82,10 +82,11 @@ def write_media(
     final = media_path(root, require_sid(recording_sid, "RE"), fmt)
     tmp_dir = root / TMP_DIR
     tmp_dir.mkdir(parents=True, exist_ok=True)
-    digest, written, head = hashlib.sha256(), 0, b""
+    written, head = 0, b""
     fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"{recording_sid}.{fmt}.", suffix=".part")
     try:
-        with os.fdopen(fd, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle, BackgroundSha256() as digest:
+            writeback = Writeback(fd)
             for chunk in chunks:
                 if len(head) < 12:
                     head += chunk[: 12 - len(head)]
@@ -94,6 +95,7 @@ def write_media(
                 handle.write(chunk)
                 digest.update(chunk)
                 written += len(chunk)
+                writeback.written(written)
                 on_progress(written)
             if written != expected_bytes:
                 raise IncompleteMedia(f"got {written} of {expected_bytes} bytes for {recording_sid}")
@@ -101,6 +103,7 @@ def write_media(
                 raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
             handle.flush()
             os.fsync(handle.fileno())
+            sha256 = digest.hexdigest()
         os.chmod(tmp_name, 0o644)
         os.rename(tmp_name, final)
         _fsync_dir(root)
@@ -112,7 +115,7 @@ def write_media(
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
-    return StoredFile(path=final, bytes=written, sha256=digest.hexdigest())
+    return StoredFile(path=final, bytes=written, sha256=sha256)
 
 
 def _unlink_quietly(path: str | Path) -> None:
