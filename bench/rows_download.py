@@ -12,8 +12,8 @@ from bench.context import Context
 from bench.deploy import Deployment
 from bench.procstat import RssSampler, status_kib
 from bench.report import Check, RowResult
-from worker.storage import TMP_DIR
 from bench.rows_pipeline import FOUR_PROCESSES, MIB, create_call, download_ms, media_url, send_completed, wait_file
+from worker.storage import TMP_DIR
 
 WAN_MIB, WAN_MIB_S = 64, 32
 

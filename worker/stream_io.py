@@ -14,7 +14,6 @@ import ctypes
 import ctypes.util
 import hashlib
 import logging
-import os
 from concurrent.futures import Future, ThreadPoolExecutor
 
 log = logging.getLogger(__name__)
