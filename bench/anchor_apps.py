@@ -13,29 +13,54 @@ worker class and count, same logging set-up), behind the same nginx:
 ``bare_app``
     The floor of a Flask webhook: ``POST /twilio/recording-status`` answers
     204 without reading the form, validating, or touching Redis.
+
+``broker_floor_app``
+    ``bare_app`` plus the one thing a webhook that answers only once its task
+    is queued cannot skip: a Redis round trip (an LPUSH of a task-sized
+    message, through redis-py as the service's client). The gap between it
+    and ``bare_app`` is the broker's share; the gap to the real webhook is
+    what the service's own Python adds.
 """
 
 from __future__ import annotations
 
+from functools import cache
+
+import redis
 from flask import Flask, Response, abort, request, send_file
 
 from worker import signing, storage
+from worker.config import Settings
 from worker.runtime import settings_or_exit
 
-_settings = settings_or_exit(exit_code=4)
+
+@cache
+def _settings() -> Settings:
+    # On first use, not at import: the bench runner imports FLOOR_LIST from here.
+    return settings_or_exit(exit_code=4)
+
+
+@cache
+def _floor_redis() -> redis.Redis:
+    return redis.Redis.from_url(_settings().redis_url, socket_connect_timeout=1, socket_timeout=2)
+
 
 seed_app = Flask("bench_seed")
 bare_app = Flask("bench_bare")
+broker_floor_app = Flask("bench_broker_floor")
+
+FLOOR_LIST = "bench:broker-floor"
+_FLOOR_MESSAGE = "x" * 1200  # about the size of a fetch task's message
 
 
 @seed_app.get("/recordings/<sid>.<fmt>")
 def seed_playback(sid: str, fmt: str) -> Response:
     """Verify the playback signature, then send the file from Python."""
     path = f"/recordings/{sid}.{fmt}"
-    if not signing.verify(path, request.args.get("expires"), request.args.get("sig"), _settings.playback_signing_key):
+    if not signing.verify(path, request.args.get("expires"), request.args.get("sig"), _settings().playback_signing_key):
         abort(403)
     try:
-        media = storage.media_path(_settings.recordings_dir, sid, fmt)
+        media = storage.media_path(_settings().recordings_dir, sid, fmt)
     except ValueError:
         abort(404)
     if not media.is_file():
@@ -48,4 +73,11 @@ def seed_playback(sid: str, fmt: str) -> Response:
 @bare_app.post("/twilio/recording-status")
 def bare_webhook() -> tuple[str, int]:
     """Answer 204 and do nothing else."""
+    return "", 204
+
+
+@broker_floor_app.post("/twilio/recording-status")
+def broker_floor_webhook() -> tuple[str, int]:
+    """Push a task-sized message to Redis, then answer 204."""
+    _floor_redis().lpush(FLOOR_LIST, _FLOOR_MESSAGE)
     return "", 204

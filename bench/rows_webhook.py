@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 import redis
 import requests
 
+from bench.anchor_apps import FLOOR_LIST
 from bench.context import Context
 from bench.deploy import Deployment
 from bench.report import Check, RowResult
@@ -18,6 +19,11 @@ from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines
 from simulator.callbacks import RECORDING_STATUS_PATH, recording_status_params, sign
 from simulator.resources import rfc2822
 from worker.celery_app import QUEUE
+
+# A fixed offered load for the latency line: far above any one Twilio account's
+# recording callbacks (43 million a day), about a third of what the web tier answers flat out.
+PACED_RATE = 500
+CONNECTIONS = 64
 
 
 def signed_bodies(dep: Deployment, count: int, path: Path) -> Path:
@@ -83,23 +89,40 @@ def row_webhook(ctx: Context, result: RowResult) -> None:
             dep.stack.http_url + "/", "webhooks.lua", [str(bodies), *args], budget.webhook_seconds, server_pids=web_pids
         )
         enqueued = settled_length(r) - queued_before
-        dep.start_anchor("bare-web", "bench.anchor_apps:bare_app", dep.bare_web_port)
-        try:
-            bare_url = dep.url(dep.bare_port)
-            if _post_first(bare_url, warm) != 204:
-                raise RuntimeError("the bare anchor did not answer 204")
-            run_wrk(bare_url + "/", "webhooks.lua", [str(warm), *args], budget.warmup_seconds)
-            bare = run_wrk(
-                bare_url + "/", "webhooks.lua", [str(bodies), *args], budget.webhook_seconds, server_pids=bare_pids
-            )
-        finally:
-            dep.stop("bare-web")
+        paced_args = [*args, str(PACED_RATE), str(CONNECTIONS)]
+        paced = run_wrk(
+            dep.stack.http_url + "/", "webhooks_paced.lua", [str(bodies), *paced_args], budget.webhook_seconds
+        )
+        bare = _anchor(dep, "bare-web", "bench.anchor_apps:bare_app", warm, bodies, args, budget.webhook_seconds)
+        floor = _anchor(
+            dep, "floor-web", "bench.anchor_apps:broker_floor_app", warm, bodies, args, budget.webhook_seconds
+        )
     finally:
-        r.delete(QUEUE)  # tens of thousands of fetches for recordings the simulator never had
-    _report(result, budget.webhook_bodies, real, bare, enqueued)
+        r.delete(QUEUE, FLOOR_LIST)  # tens of thousands of fetches for recordings the simulator never had
+    _report(result, budget.webhook_bodies, real, bare, floor, paced, enqueued)
 
 
-def _report(result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, enqueued: int) -> None:
+def _anchor(dep: Deployment, name: str, app: str, warm: Path, bodies: Path, args: list[str], seconds: float) -> WrkRun:
+    """Run an anchor app under gunicorn behind the bare server block of the same nginx, and load it."""
+    args = list(args)
+    dep.start_anchor(name, app, dep.bare_web_port)
+    try:
+        url = dep.url(dep.bare_port)
+        if _post_first(url, warm) != 204:
+            raise RuntimeError(f"the {name} anchor did not answer 204")
+        run_wrk(url + "/", "webhooks.lua", [str(warm), *args], 2)
+
+        def pids() -> list[int]:
+            return dep.pids("nginx") + dep.pids(name) + (dep.pids("redis") if "floor" in name else [])
+
+        return run_wrk(url + "/", "webhooks.lua", [str(bodies), *args], seconds, server_pids=pids)
+    finally:
+        dep.stop(name)
+
+
+def _report(
+    result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, floor: WrkRun, paced: WrkRun, enqueued: int
+) -> None:
     ok = real.statuses.get("204", 0)
     non_2xx = sum(count for status, count in real.statuses.items() if not status.startswith("2"))
     clean = real.socket_errors == 0 and non_2xx == 0
@@ -113,12 +136,28 @@ def _report(result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, enqueu
             clean and real.rps >= 0.6 * bare.rps,
         ),
         Check(
+            "webhook req/s vs broker floor (bare 204 + one Redis LPUSH)",
+            f"{real.rps:,.0f} req/s",
+            f"{floor.rps:,.0f} req/s",
+            real.rps / floor.rps,
+            "info",
+            None,
+        ),
+        Check(
             "webhook p99 latency at 64 connections",
             f"{real.p99_ms:.1f} ms",
             f"bare {bare.p99_ms:.1f} ms",
             real.p99_ms / bare.p99_ms if bare.p99_ms else None,
             "< 25 ms",
             clean and real.p99_ms < 25,
+        ),
+        Check(
+            f"webhook p99 latency, {PACED_RATE:,} req/s offered over {CONNECTIONS} connections",
+            f"{paced.p99_ms:.1f} ms",
+            f"at {paced.rps:,.0f} req/s answered",
+            None,
+            "info",
+            None,
         ),
         Check(
             "webhook answers that are not 2xx",
@@ -129,7 +168,14 @@ def _report(result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, enqueu
             clean and enqueued >= ok,
         ),
     ]
-    result.details = {"real": real.as_dict(), "bare": bare.as_dict(), "enqueued": enqueued, "distinct_bodies": distinct}
+    result.details = {
+        "real": real.as_dict(),
+        "bare": bare.as_dict(),
+        "floor": floor.as_dict(),
+        "paced": paced.as_dict(),
+        "enqueued": enqueued,
+        "distinct_bodies": distinct,
+    }
     result.notes += [
         f"wrk 2 threads × 64 connections; each request a different recording's signed `completed` callback "
         f"({distinct:,} precomputed; {'no' if real.requests <= distinct else 'some'} body was sent twice), "
@@ -139,7 +185,8 @@ def _report(result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, enqueu
         f"Latency real p50/p90/p99/max {real.p50_ms:.1f}/{real.p90_ms:.1f}/{real.p99_ms:.1f}/{real.max_ms:.1f} ms; "
         f"bare {bare.p50_ms:.1f}/{bare.p90_ms:.1f}/{bare.p99_ms:.1f}/{bare.max_ms:.1f} ms.",
         f"Server CPU real (nginx+gunicorn+redis) {real.cpu_us_per_req:.0f} µs/req, bare (nginx+gunicorn) "
-        f"{bare.cpu_us_per_req:.0f} µs/req; outside CPU meanwhile real {real.outside_cpu_s:.1f} s, "
+        f"{bare.cpu_us_per_req:.0f} µs/req, broker floor (nginx+gunicorn+redis) {floor.cpu_us_per_req:.0f} µs/req "
+        f"at {floor.rps:,.0f} req/s, p99 {floor.p99_ms:.1f} ms; outside CPU meanwhile real {real.outside_cpu_s:.1f} s, "
         f"bare {bare.outside_cpu_s:.1f} s.",
         "No Celery worker runs during this row (the queue is deleted afterwards), so the figure is the web tier's. "
         "Tasks are counted once the queue stops growing: requests wrk abandoned at the end of its run are still "

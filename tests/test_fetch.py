@@ -144,3 +144,21 @@ def test_a_lost_lock_stops_the_download(redis):
     time.sleep(0.15)
     with pytest.raises(LockLost):
         keep(1)
+
+
+@pytest.mark.parametrize(
+    ("twilio_time", "iso"),
+    [
+        ("Tue, 01 Sep 2026 10:00:00 +0000", "2026-09-01T10:00:00+00:00"),
+        ("Tue, 01 Sep 2026 12:00:00 +0200", "2026-09-01T10:00:00+00:00"),
+        ("Tue, 01 Sep 2026 10:00:00 -0000", "2026-09-01T10:00:00+00:00"),  # RFC 2822: UTC, offset unknown
+    ],
+)
+def test_twilio_times_become_sortable_utc(twilio_time, iso):
+    assert twilio_api.iso_time(twilio_time) == iso
+
+
+@pytest.mark.parametrize("junk", ["yesterday", "", "Tue, 31 Sep 2026 10:00:00 +0000"])
+def test_malformed_twilio_times_are_value_errors(junk):
+    with pytest.raises(ValueError):
+        twilio_api.iso_time(junk)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -29,12 +30,19 @@ CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 3
 
 
-TWILIO_TIME_FORMAT = "%a, %d %b %Y %H:%M:%S %z"  # RFC 2822, as in Twilio's JSON and callbacks
-
-
 def iso_time(twilio_time: str) -> str:
-    """A Twilio timestamp as sortable ISO 8601 UTC; ValueError when malformed."""
-    parsed = datetime.strptime(twilio_time, TWILIO_TIME_FORMAT)
+    """A Twilio timestamp (RFC 2822, as in its JSON and callbacks) as sortable
+    ISO 8601 UTC; ValueError when malformed.
+
+    ``email.utils`` parses RFC 2822 whatever the locale (``strptime``'s ``%a``
+    and ``%b`` follow LC_TIME) and in a third of the time; ``-0000`` means UTC.
+    """
+    try:
+        parsed = parsedate_to_datetime(twilio_time)
+    except (TypeError, IndexError) as exc:
+        raise ValueError(f"not an RFC 2822 date: {twilio_time!r}") from exc
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).isoformat(timespec="seconds")
 
 

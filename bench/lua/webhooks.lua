@@ -1,10 +1,12 @@
 -- Signed Twilio webhooks, each thread cycling through its share of a list.
--- args: BODIES_FILE PATH NTHREADS ; BODIES_FILE lines are "<signature>\t<form body>".
+-- args: BODIES_FILE PATH NTHREADS [RATE CONNECTIONS] ; BODIES_FILE lines are "<signature>\t<form body>".
+-- RATE and CONNECTIONS are for webhooks_paced.lua, which loads this file.
 local sigs, bodies = {}, {}
 local threads = {}
 local next_id = 0
 local path, step, index = "/", 1, 0
 statuses = {}
+pause_ms = 0 -- global: webhooks_paced.lua's delay() reads it
 
 function setup(thread)
   thread:set("tid", next_id)
@@ -23,6 +25,9 @@ function init(args)
   path = args[2]
   step = tonumber(args[3])
   index = tid or 0
+  if args[4] then
+    pause_ms = math.floor(tonumber(args[5]) * 1000 / tonumber(args[4]))
+  end
 end
 
 function request()
