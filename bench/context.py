@@ -28,8 +28,8 @@ class Budget:
     latency_samples: int = 30
     scale_small: int = 1_000
     scale_big: int = 100_000
-    scale_startups: int = 5
-    api_requests: int = 300
+    scale_startups: int = 7
+    api_requests: int = 2000
     scale_hit_seconds: float = 5.0
 
     @classmethod
