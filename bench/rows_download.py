@@ -31,12 +31,14 @@ def _curl(dep: Deployment, sid: str, durable: bool) -> float:
     argv += ["-w", "%{http_code} %{size_download}", media_url(dep, sid)]
     target.parent.mkdir(exist_ok=True)
     started = time.perf_counter()
-    code, size = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True).stdout.split()
-    if durable:
-        subprocess.run(["sync", "-d", str(target)], timeout=300, check=True)
-    seconds = time.perf_counter() - started
-    if durable:
-        target.unlink()
+    try:
+        code, size = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=True).stdout.split()
+        if durable:
+            subprocess.run(["sync", "-d", str(target)], timeout=300, check=True)
+        seconds = time.perf_counter() - started
+    finally:
+        if durable:
+            target.unlink(missing_ok=True)
     if code != "200" or not int(size):
         raise RuntimeError(f"curl got HTTP {code} and {size} bytes")
     return seconds

@@ -158,7 +158,20 @@ def test_twilio_times_become_sortable_utc(twilio_time, iso):
     assert twilio_api.iso_time(twilio_time) == iso
 
 
-@pytest.mark.parametrize("junk", ["yesterday", "", "Tue, 31 Sep 2026 10:00:00 +0000"])
+@pytest.mark.parametrize(
+    "junk",
+    [
+        "yesterday",
+        "",
+        "Tue, 31 Sep 2026 10:00:00 +0000",  # no such day
+        "Tue, 01 Sep 2026 25:00:00 +0000",  # no such hour
+        "Tue, 01 Sep 99999999999999999999 10:00:00 +0000",  # too large for a datetime
+        "Tue, 01 Sep 2026 10:00:00 +99999999999999999999",
+        "Tue, 01 Sep 2026 10:00:00 EST",
+        "Tue, 01 Sep 2026 10:00:00 +0000\x00junk",
+        "01 Sep 26 10:00:00 +0000",
+    ],
+)
 def test_malformed_twilio_times_are_value_errors(junk):
     with pytest.raises(ValueError):
         twilio_api.iso_time(junk)

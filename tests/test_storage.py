@@ -44,6 +44,20 @@ def test_a_large_stream_is_hashed_in_order_while_flushed_behind(tmp_path):
     assert stored.path.read_bytes() == body
 
 
+@pytest.mark.skipif(stream_io._sync_file_range is None, reason="no sync_file_range on this platform")
+def test_writeback_stays_on_for_a_regular_file(tmp_path):
+    # A wrong flag or argument type would make the kernel refuse every call and
+    # silently turn writeback off; only "start writing, do not wait" is asked for.
+    assert stream_io._SYNC_FILE_RANGE_WRITE == 2
+    with open(tmp_path / "file", "wb", buffering=0) as handle:
+        writeback = stream_io.Writeback(handle.fileno(), every=4096)
+        for written in range(8192, 8192 * 5, 8192):
+            handle.write(b"\0" * 8192)
+            writeback.written(written)
+        assert writeback.enabled
+        assert writeback.started == 8192 * 4
+
+
 def test_writeback_turns_itself_off_where_the_kernel_refuses_it():
     read_end, write_end = os.pipe()  # sync_file_range fails on a pipe (ESPIPE)
     try:

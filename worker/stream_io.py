@@ -27,7 +27,7 @@ def _load_sync_file_range():
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         func = libc.sync_file_range
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # TypeError: CDLL(None) on Windows
         return None
     func.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     func.restype = ctypes.c_int

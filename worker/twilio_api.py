@@ -8,6 +8,7 @@ the worker connect anywhere else (no SSRF).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -30,17 +31,21 @@ CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 3
 
 
+# Twilio's RFC 2822 form, checked before parsing: email.utils alone also takes
+# named zones, two-digit years and numbers too large for a datetime.
+_TWILIO_TIME = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+
+
 def iso_time(twilio_time: str) -> str:
-    """A Twilio timestamp (RFC 2822, as in its JSON and callbacks) as sortable
-    ISO 8601 UTC; ValueError when malformed.
+    """A Twilio timestamp (``Tue, 01 Sep 2026 10:00:00 +0000``) as sortable ISO
+    8601 UTC; ValueError when malformed.
 
     ``email.utils`` parses RFC 2822 whatever the locale (``strptime``'s ``%a``
     and ``%b`` follow LC_TIME) and in a third of the time; ``-0000`` means UTC.
     """
-    try:
-        parsed = parsedate_to_datetime(twilio_time)
-    except (TypeError, IndexError) as exc:
-        raise ValueError(f"not an RFC 2822 date: {twilio_time!r}") from exc
+    if not isinstance(twilio_time, str) or not _TWILIO_TIME.fullmatch(twilio_time):
+        raise ValueError(f"not an RFC 2822 date as Twilio sends them: {twilio_time!r}")
+    parsed = parsedate_to_datetime(twilio_time)  # ValueError for a day or hour out of range
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC).isoformat(timespec="seconds")
