@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench.procstat import children, tree
 from nginx.render import render
-from tests.stack import Proc, Stack, free_port, port_open
+from tests.stack import Proc, Stack, free_ports, port_open
 from worker.config import load_settings
 
 # web/gunicorn.conf.py: workers = min(4, multiprocessing.cpu_count() * 2)
@@ -96,8 +96,10 @@ class Deployment:
             overrides["RECORDINGS_DIR"] = str(recordings_dir)
         self.stack = Stack(base, overrides=overrides)
         self.recordings = recordings_dir or self.stack.recordings
-        self.static_port, self.seed_port, self.bare_port = free_port(), free_port(), free_port()
-        self.seed_web_port, self.bare_web_port = free_port(), free_port()
+        taken = {self.stack.http_port, self.stack.web_port, self.stack.redis_port, self.stack.sim_port}
+        taken.add(self.stack.flower_port)
+        ports = [port for port in free_ports(len(taken) + 5) if port not in taken][:5]
+        self.static_port, self.seed_port, self.bare_port, self.seed_web_port, self.bare_web_port = ports
         self.workers: dict[str, int] = {}
         self.nginx_edit: Callable[[str], str] | None = None  # what-if experiments only
 

@@ -7,6 +7,7 @@ with its log in the stack's folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -27,9 +28,21 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports nothing listens on right now.
+
+    Every socket stays bound until all are chosen: ports picked one at a time
+    and released in between can come back twice (it happened: nginx and the
+    simulator were handed the same port).
+    """
+    with contextlib.ExitStack() as held:
+        socks = [held.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in socks]
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
@@ -106,8 +119,7 @@ class Stack:
         self.runtime = self.base / "run"
         self.metrics_dir = self.base / "metrics"
         self.metrics_dir.mkdir(exist_ok=True)
-        self.http_port, self.web_port = free_port(), free_port()
-        self.redis_port, self.sim_port, self.flower_port = free_port(), free_port(), free_port()
+        self.http_port, self.web_port, self.redis_port, self.sim_port, self.flower_port = free_ports(5)
         self.account_sid = "AC" + secrets.token_hex(16)
         self.auth_token = secrets.token_hex(16)
         self.api_token = secrets.token_urlsafe(16)
