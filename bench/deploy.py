@@ -96,8 +96,7 @@ class Deployment:
             overrides["RECORDINGS_DIR"] = str(recordings_dir)
         self.stack = Stack(base, overrides=overrides)
         self.recordings = recordings_dir or self.stack.recordings
-        taken = {self.stack.http_port, self.stack.web_port, self.stack.redis_port, self.stack.sim_port}
-        taken.add(self.stack.flower_port)
+        taken = set(self.stack.ports)
         ports = [port for port in free_ports(len(taken) + 5) if port not in taken][:5]
         self.static_port, self.seed_port, self.bare_port, self.seed_web_port, self.bare_web_port = ports
         self.workers: dict[str, int] = {}

@@ -91,16 +91,21 @@ def row_webhook(ctx: Context, result: RowResult) -> None:
         paced_args = [str(paced_bodies), *args, str(PACED_RATE), str(CONNECTIONS)]
         paced = run_wrk(url, "webhooks_paced.lua", paced_args, budget.webhook_seconds, CONNECTIONS)
         anchors = {
-            name: _anchor(dep, name, f"bench.anchor_apps:{app}", warm, bodies, args, budget)
-            for name, app in (("bare-web", "bare_app"), ("floor-web", "broker_floor_app"))
+            name: _anchor(dep, name, f"bench.anchor_apps:{app}", warm, bodies, args, budget, uses_redis)
+            for name, app, uses_redis in (("bare-web", "bare_app", False), ("floor-web", "broker_floor_app", True))
         }
     finally:
         r.delete(QUEUE, FLOOR_LIST)  # tens of thousands of fetches for recordings the simulator never had
     _report(result, budget.webhook_bodies, real, anchors["bare-web"], anchors["floor-web"], paced, enqueued)
 
 
-def _anchor(dep: Deployment, name: str, app: str, warm: Path, bodies: Path, args: list[str], budget: Budget) -> WrkRun:
-    """Run an anchor app under gunicorn behind the bare server block of the same nginx, and load it."""
+def _anchor(
+    dep: Deployment, name: str, app: str, warm: Path, bodies: Path, args: list[str], budget: Budget, uses_redis: bool
+) -> WrkRun:
+    """Run an anchor app under gunicorn behind the bare server block of the same nginx, and load it.
+
+    Its server CPU counts nginx and its gunicorn, and redis-server when it ``uses_redis``.
+    """
     dep.start_anchor(name, app, dep.bare_web_port)
     try:
         url = dep.url(dep.bare_port)
@@ -109,7 +114,7 @@ def _anchor(dep: Deployment, name: str, app: str, warm: Path, bodies: Path, args
         run_wrk(url + "/", "webhooks.lua", [str(warm), *args], budget.warmup_seconds, CONNECTIONS)
 
         def pids() -> list[int]:
-            return dep.pids("nginx") + dep.pids(name) + (dep.pids("redis") if "floor" in name else [])
+            return dep.pids("nginx") + dep.pids(name) + (dep.pids("redis") if uses_redis else [])
 
         return run_wrk(url + "/", "webhooks.lua", [str(bodies), *args], budget.webhook_seconds, CONNECTIONS, pids)
     finally:

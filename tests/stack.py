@@ -156,6 +156,11 @@ class Stack:
         """The stack's own redis-server."""
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
+    @property
+    def ports(self) -> tuple[int, ...]:
+        """Every port the stack listens on."""
+        return (self.http_port, self.web_port, self.redis_port, self.sim_port, self.flower_port)
+
     def env(self) -> dict[str, str]:
         """The environment every process of the stack gets."""
         env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")}
