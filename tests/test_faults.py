@@ -62,6 +62,12 @@ def partials(stack: Stack, sid: str) -> list:
     return list((stack.recordings / ".tmp").glob(f"{sid}.mp3.*.part"))
 
 
+def retries_logged(stack: Stack, sid: str) -> int:
+    """How many failed attempts the worker has logged for ``sid`` (partial already removed)."""
+    lines = stack.procs["worker0"].log().splitlines()
+    return sum(1 for line in lines if "download.retry" in line and sid in line)
+
+
 def assert_intact(stack: Stack, call: dict, index: int = 0) -> None:
     recording = call["recordings"][index]
     data = final_path(stack, recording["sid"]).read_bytes()
@@ -222,7 +228,8 @@ def test_disk_full_fails_cleanly_and_retries_later(start_stack, tmp_path):
     volume.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1536k", "tmpfs", str(volume)], check=True)
     try:
-        stack = start_stack(RECORDINGS_DIR=str(volume))
+        # A retry waits 1.5-3 s, so right after an attempt logs its retry none is in flight.
+        stack = start_stack(RECORDINGS_DIR=str(volume), RETRY_BACKOFF_SECONDS="3", RETRY_BACKOFF_MAX_SECONDS="3")
         first = create_call(stack, size=512 * 1024)
         assert webhook(stack, first) == 204
         wait_cached_intact(stack, first)
@@ -230,9 +237,11 @@ def test_disk_full_fails_cleanly_and_retries_later(start_stack, tmp_path):
         big = create_call(stack, size=1536 * 1024)  # does not fit next to the first
         assert webhook(stack, big) == 204
         sid = big["recording_sid"]
-        wait_for(lambda: stack.media_gets(sid) >= 2, 20, "a retry after ENOSPC")
-        assert not final_path(stack, sid).exists()
-        assert partials(stack, sid) == []
+        for attempt in (1, 2):
+            wait_for(lambda n=attempt: retries_logged(stack, sid) >= n, 20, f"retry {attempt} after ENOSPC")
+            assert not final_path(stack, sid).exists()
+            assert partials(stack, sid) == []
+        assert stack.media_gets(sid) >= 2
         # The other recording is still served, signature and all.
         from worker import signing
 
