@@ -29,6 +29,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench import volume  # noqa: E402
+from bench.anchor_apps import FLOOR_LIST  # noqa: E402
 from bench.context import Budget, Context  # noqa: E402
 from bench.deploy import Deployment  # noqa: E402
 from bench.report import say  # noqa: E402
@@ -39,54 +40,74 @@ from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
 
-VARIANTS = [
+# (label, gunicorn app; None for the stack's own web process)
+WEBHOOK_VARIANTS = [
+    ("bare 204 (row 3's anchor)", "bench.anchor_apps:bare_app"),
+    ("read the body, 204", 'bench.whatif_app:build("read-body")'),
+    ("validate only (form + RequestValidator), 204", 'bench.whatif_app:build("validate-only")'),
+    ("broker floor (bare + one LPUSH)", "bench.anchor_apps:broker_floor_app"),
+    ("validate + local spool write, no log, no forwarder", 'bench.whatif_app:build("validate-spool")'),
+    ("validate + Celery send_task (the issue's naive anchor)", 'bench.whatif_app:build("validate-send-task")'),
     ("as is (web.wsgi:app)", None),
-    ("lean: send_task path of 1e92019", "lean"),
-    ("lean + kombu client reused", "lean-cached-client"),
-    ("bare 204", "bare"),
 ]
+WEBHOOK_ROUNDS = 2
 
 
 def exp_webhook(ctx: Context) -> list[dict]:
-    """Webhook req/s, p99 and CPU for the real app, two fixes and the bare floor."""
+    """Webhook req/s, p99 and CPU for the real app and for designs that do less, against bare 204.
+
+    The variants are interleaved over rounds, and each is compared with the
+    same round's bare 204, because this machine's speed drifts between minutes.
+    """
     dep = ctx.main()
+    dep.set_workers({})
+    dep.stack.overrides["WHATIF_SPOOL"] = str(dep.stack.base / "whatif-spool.log")
     r = redis.Redis.from_url(dep.stack.redis_url)
+    warm = signed_bodies(dep, 1_000, dep.stack.base / "whatif-warm.txt")
     rows = []
-    for label, variant in VARIANTS:
-        warm = signed_bodies(dep, 1_000, dep.stack.base / f"whatif-warm-{variant}.txt")
-        bodies = signed_bodies(dep, 20_000, dep.stack.base / f"whatif-{variant}.txt")
-        port, name = (dep.stack.http_port, "web") if variant is None else (dep.bare_port, "whatif-web")
-        if variant is not None:
-            app = "bench.anchor_apps:bare_app" if variant == "bare" else f'bench.whatif_app:build("{variant}")'
-            dep.start_anchor(name, app, dep.bare_web_port)
-        try:
-            args = [str(bodies), RECORDING_STATUS_PATH, str(WRK_THREADS)]
-            run_wrk(dep.url(port) + "/", "webhooks.lua", [str(warm), *args[1:]], 1)
-            before = settled_length(r)
-            run = run_wrk(
-                dep.url(port) + "/",
-                "webhooks.lua",
-                args,
-                10,
-                server_pids=lambda n=name: dep.pids("nginx") + dep.pids(n) + dep.pids("redis"),
+    for round_no in range(1, WEBHOOK_ROUNDS + 1):
+        bare_rps = None
+        for label, app in WEBHOOK_VARIANTS:
+            bodies = signed_bodies(dep, 20_000, dep.stack.base / "whatif-bodies.txt")
+            run, enqueued = _load_webhook(dep, r, app, warm, bodies)
+            bare_rps = bare_rps or run.rps
+            rows.append(
+                {
+                    "round": round_no,
+                    "variant": label,
+                    "rps": round(run.rps),
+                    "vs_bare": round(run.rps / bare_rps, 2),
+                    "p99_ms": run.p99_ms,
+                    "cpu_us_per_req": round(run.cpu_us_per_req),
+                    "statuses": run.statuses,
+                    "enqueued": enqueued,
+                }
             )
-            enqueued = settled_length(r) - before
-        finally:
-            if variant is not None:
-                dep.stop(name)
-            r.delete(QUEUE)
-        rows.append(
-            {
-                "variant": label,
-                "rps": round(run.rps),
-                "p99_ms": run.p99_ms,
-                "cpu_us_per_req": round(run.cpu_us_per_req),
-                "statuses": run.statuses,
-                "enqueued": enqueued,
-            }
-        )
-        say(f"  webhook {label}: {rows[-1]}")
+            say(f"  webhook {label}: {rows[-1]}")
     return rows
+
+
+def _load_webhook(dep: Deployment, r: redis.Redis, app: str | None, warm: Path, bodies: Path) -> tuple:
+    """10 s of distinct signed webhooks at 64 connections against ``app``; (WrkRun, tasks queued)."""
+    port, name = (dep.stack.http_port, "web") if app is None else (dep.bare_port, "whatif-web")
+    if app is not None:
+        dep.start_anchor(name, app, dep.bare_web_port)
+    try:
+        args = [RECORDING_STATUS_PATH, str(WRK_THREADS)]
+        run_wrk(dep.url(port) + "/", "webhooks.lua", [str(warm), *args], 1)
+        before = settled_length(r)
+        run = run_wrk(
+            dep.url(port) + "/",
+            "webhooks.lua",
+            [str(bodies), *args],
+            10,
+            server_pids=lambda: dep.pids("nginx") + dep.pids(name) + dep.pids("redis"),
+        )
+        return run, settled_length(r) - before
+    finally:
+        if app is not None:
+            dep.stop(name)
+        r.delete(QUEUE, FLOOR_LIST)
 
 
 def file_cache(directive: str) -> Callable[[str], str]:
@@ -200,6 +221,9 @@ def main(argv: list[str]) -> int:
     finally:
         ctx.close()
     out = ROOT / "bench" / "results"
+    # Experiments not run this time keep their last figures.
+    previous = out / "whatif.json"
+    results = {**(json.loads(previous.read_text()) if previous.exists() else {}), **results}
     (out / "whatif.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["# What-if experiments (bench/whatif.py)", ""]
     for name, rows in results.items():
