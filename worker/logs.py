@@ -9,19 +9,35 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
+from functools import lru_cache
 
 from celery import current_task
 
 # Attributes every LogRecord has; anything else came in through ``extra``.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _SECRET_HINTS = ("token", "password", "secret", "authorization", "signing_key")
+_NEEDS_QUOTES = re.compile(r'[ "=\n]')
+
+
+# Both cached: a busy web tier logs the same few keys, within the same second,
+# thousands of times a second.
+@lru_cache(maxsize=256)
+def _is_secret(key: str) -> bool:
+    lowered = key.lower()
+    return any(hint in lowered for hint in _SECRET_HINTS)
+
+
+@lru_cache(maxsize=4)
+def _second(epoch_second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch_second))
 
 
 def _fields(record: logging.LogRecord) -> dict[str, object]:
     fields: dict[str, object] = {
-        "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+        "ts": f"{_second(int(record.created))}.{int(record.msecs):03d}Z",
         "level": record.levelname.lower(),
         "logger": record.name,
         "event": record.getMessage(),
@@ -33,7 +49,7 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
     for key, value in vars(record).items():
         if key in _STANDARD or key.startswith("_"):
             continue
-        if any(hint in key.lower() for hint in _SECRET_HINTS):
+        if _is_secret(key):
             value = "[redacted]"
         fields[key] = value
     if record.exc_info and record.exc_info[1] is not None:
@@ -43,7 +59,7 @@ def _fields(record: logging.LogRecord) -> dict[str, object]:
 
 def _kv_value(value: object) -> str:
     text = str(value)
-    if text == "" or any(c in text for c in ' "=\n'):
+    if text == "" or _NEEDS_QUOTES.search(text):
         return json.dumps(text)
     return text
 
