@@ -66,9 +66,10 @@ def exp_webhook(ctx: Context) -> list[dict]:
     warm = signed_bodies(dep, 1_000, dep.stack.base / "whatif-warm.txt")
     rows = []
     for round_no in range(1, WEBHOOK_ROUNDS + 1):
+        # Fresh recordings per round: only "as is" claims them, once a round.
+        bodies = signed_bodies(dep, 20_000, dep.stack.base / f"whatif-bodies-{round_no}.txt")
         bare_rps = None
         for label, app in WEBHOOK_VARIANTS:
-            bodies = signed_bodies(dep, 20_000, dep.stack.base / "whatif-bodies.txt")
             run, enqueued = _load_webhook(dep, r, app, warm, bodies)
             bare_rps = bare_rps or run.rps
             rows.append(
