@@ -80,7 +80,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="short runs and small sizes (checks the bench works)")
     parser.add_argument("--only", help="comma-separated row numbers or names: " + ", ".join(r.name for r in ROWS))
-    parser.add_argument("--out", help="results file stem under bench/results (default latest, or partial)")
+    parser.add_argument("--out", help="results file stem under bench/results, or a path (default latest, or partial)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed, not only on errors")
     parser.add_argument("--keep", action="store_true", help="keep the temp folders (logs, configs) afterwards")
     parser.add_argument(
@@ -129,7 +129,8 @@ def main(argv: list[str]) -> int:
     say("")
     for line in table_lines(results):
         say(line)
-    say(f"\ntotal {total:.0f} s; wrote {md_path.relative_to(ROOT)} and {json_path.relative_to(ROOT)}")
+    shown = [path.relative_to(ROOT) if path.is_relative_to(ROOT) else path for path in (md_path, json_path)]
+    say(f"\ntotal {total:.0f} s; wrote {shown[0]} and {shown[1]}")
     errors = any(r.error for r in results)
     missed = any(c.passed is False for r in results for c in r.checks)
     return 1 if errors or (args.strict and missed) else 0

@@ -1,6 +1,6 @@
 """What-if experiments behind the proposed fixes for missed targets (not part of ``make bench``).
 
-    .venv/bin/python bench/whatif.py [webhook] [nofile] [download]
+    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download]
 
 Each experiment measures the project as it is next to a bench-local copy with
 one change, on the same machine in the same run, and writes
@@ -14,6 +14,7 @@ import json
 import os
 import queue
 import re
+import subprocess
 import sys
 import tempfile
 import threading
@@ -109,6 +110,34 @@ def _load_webhook(dep: Deployment, r: redis.Redis, app: str | None, warm: Path, 
         if app is not None:
             dep.stop(name)
         r.delete(QUEUE, FLOOR_LIST)
+
+
+WEBHOOK_CPU_ROUNDS, WEBHOOK_CPU_PER_VARIANT = 3, 3_000
+
+
+def exp_webhook_cpu(ctx: Context) -> list[dict]:
+    """Python and redis-server CPU per webhook, in-process (bench/webhook_cpu.py), against the bare 204."""
+    dep = ctx.main()
+    dep.set_workers({})
+    spool = dep.stack.base / "whatif-spool.log"
+    count = WEBHOOK_CPU_PER_VARIANT * (2 * WEBHOOK_CPU_ROUNDS + 1)
+    bodies = signed_bodies(dep, count, dep.stack.base / "webhook-cpu-bodies.txt")
+    redis_pid = dep.stack.procs["redis"].popen.pid
+    argv = [sys.executable, str(ROOT / "bench" / "webhook_cpu.py"), str(bodies), str(redis_pid)]
+    argv += [str(WEBHOOK_CPU_ROUNDS), str(WEBHOOK_CPU_PER_VARIANT)]
+    log_path = dep.stack.base / "webhook-cpu.log"
+    try:
+        with log_path.open("wb") as log:
+            env = {**dep.stack.env(), "WHATIF_SPOOL": str(spool)}
+            done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=log, timeout=600)
+        if done.returncode != 0:
+            raise RuntimeError(f"webhook_cpu.py exited {done.returncode}:\n{log_path.read_text()[-3000:]}")
+        rows = json.loads(done.stdout)
+    finally:
+        redis.Redis.from_url(dep.stack.redis_url).delete(QUEUE)
+    for row in rows:
+        say(f"  webhook-cpu {row}")
+    return rows
 
 
 def file_cache(directive: str) -> Callable[[str], str]:
@@ -211,14 +240,20 @@ def exp_download(ctx: Context, mib: int = 200) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     """Run the named experiments (default: all) and write whatif.{md,json}."""
-    chosen = argv or ["webhook", "nofile", "download"]
+    chosen = argv or ["webhook", "webhook-cpu", "nofile", "download"]
     base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
     ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
     results: dict[str, list[dict]] = {}
     try:
         for name in chosen:
             say(f"what-if: {name}")
-            results[name] = {"webhook": exp_webhook, "download": exp_download, "nofile": exp_nofile}[name](ctx)
+            experiments = {
+                "webhook": exp_webhook,
+                "webhook-cpu": exp_webhook_cpu,
+                "download": exp_download,
+                "nofile": exp_nofile,
+            }
+            results[name] = experiments[name](ctx)
     finally:
         ctx.close()
     out = ROOT / "bench" / "results"
