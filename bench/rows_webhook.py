@@ -1,4 +1,8 @@
-"""Row 3: signed recording-status webhooks (validate + enqueue) against a bare Flask 204."""
+"""Row 3: signed recording-status webhooks (validate + enqueue) against a bare Flask 204.
+
+Info lines put the service between two more anchors of the same run: the broker
+floor (bare + one LPUSH) and the issue's naive validate + ``send_task`` app.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ from worker.celery_app import QUEUE
 # recording callbacks (43 million a day), about a third of what the web tier answers flat out.
 PACED_RATE = 500
 CONNECTIONS = 64
+# The issue's "naive anchor" (0.44× the bare 204 where it was measured): the
+# service's own validation, then Celery.send_task, as a first version would do.
+NAIVE_APP = 'bench.whatif_app:build("validate-send-task")'
+NAIVE_RATIO_IN_ISSUE = 0.44
 
 
 def signed_bodies(dep: Deployment, count: int, path: Path) -> Path:
@@ -91,12 +99,16 @@ def row_webhook(ctx: Context, result: RowResult) -> None:
         paced_args = [str(paced_bodies), *args, str(PACED_RATE), str(CONNECTIONS)]
         paced = run_wrk(url, "webhooks_paced.lua", paced_args, budget.webhook_seconds, CONNECTIONS)
         anchors = {
-            name: _anchor(dep, name, f"bench.anchor_apps:{app}", warm, bodies, args, budget, uses_redis)
-            for name, app, uses_redis in (("bare-web", "bare_app", False), ("floor-web", "broker_floor_app", True))
+            name: _anchor(dep, name, app, warm, bodies, args, budget, uses_redis)
+            for name, app, uses_redis in (
+                ("bare-web", "bench.anchor_apps:bare_app", False),
+                ("floor-web", "bench.anchor_apps:broker_floor_app", True),
+                ("naive-web", NAIVE_APP, True),
+            )
         }
     finally:
         r.delete(QUEUE, FLOOR_LIST)  # tens of thousands of fetches for recordings the simulator never had
-    _report(result, budget.webhook_bodies, real, anchors["bare-web"], anchors["floor-web"], paced, enqueued)
+    _report(result, budget.webhook_bodies, real, anchors, paced, enqueued)
 
 
 def _anchor(
@@ -126,8 +138,9 @@ def _not_2xx(run: WrkRun) -> int:
 
 
 def _report(
-    result: RowResult, distinct: int, real: WrkRun, bare: WrkRun, floor: WrkRun, paced: WrkRun, enqueued: int
+    result: RowResult, distinct: int, real: WrkRun, anchors: dict[str, WrkRun], paced: WrkRun, enqueued: int
 ) -> None:
+    bare, floor, naive = anchors["bare-web"], anchors["floor-web"], anchors["naive-web"]
     ok = real.statuses.get("204", 0)
     non_2xx = _not_2xx(real)
     clean = real.socket_errors == 0 and non_2xx == 0
@@ -145,6 +158,14 @@ def _report(
             f"{real.rps:,.0f} req/s",
             f"{floor.rps:,.0f} req/s",
             real.rps / floor.rps,
+            "info",
+            None,
+        ),
+        Check(
+            "webhook req/s vs the issue's naive anchor (validate + Celery send_task)",
+            f"{real.rps:,.0f} req/s",
+            f"{naive.rps:,.0f} req/s ({naive.rps / bare.rps:.2f}× bare; issue: {NAIVE_RATIO_IN_ISSUE}×)",
+            real.rps / naive.rps,
             "info",
             None,
         ),
@@ -177,6 +198,7 @@ def _report(
         "real": real.as_dict(),
         "bare": bare.as_dict(),
         "floor": floor.as_dict(),
+        "naive": naive.as_dict(),
         "paced": paced.as_dict(),
         "enqueued": enqueued,
         "distinct_bodies": distinct,
@@ -191,8 +213,9 @@ def _report(
         f"bare {bare.p50_ms:.1f}/{bare.p90_ms:.1f}/{bare.p99_ms:.1f}/{bare.max_ms:.1f} ms.",
         f"Server CPU real (nginx+gunicorn+redis) {real.cpu_us_per_req:.0f} µs/req, bare (nginx+gunicorn) "
         f"{bare.cpu_us_per_req:.0f} µs/req, broker floor (nginx+gunicorn+redis) {floor.cpu_us_per_req:.0f} µs/req "
-        f"at {floor.rps:,.0f} req/s, p99 {floor.p99_ms:.1f} ms; outside CPU meanwhile real {real.outside_cpu_s:.1f} s, "
-        f"bare {bare.outside_cpu_s:.1f} s.",
+        f"at {floor.rps:,.0f} req/s, p99 {floor.p99_ms:.1f} ms; naive validate + send_task (nginx+gunicorn+redis) "
+        f"{naive.cpu_us_per_req:.0f} µs/req, p99 {naive.p99_ms:.1f} ms; "
+        f"outside CPU meanwhile real {real.outside_cpu_s:.1f} s, bare {bare.outside_cpu_s:.1f} s.",
         "No Celery worker runs during this row (the queue is deleted afterwards), so the figure is the web tier's. "
         "Tasks are counted once the queue stops growing: requests wrk abandoned at the end of its run are still "
         "answered and enqueued by gunicorn afterwards, so tasks ≥ 204s seen by wrk.",

@@ -15,6 +15,7 @@ replaced by one that does less than the service must:
 ``validate-send-task``
     The issue's "naive anchor": ``validate-only`` plus ``Celery.send_task``
     of the fetch (kombu's publish path), as a first version would write it.
+    Row 3 of ``make bench`` also runs it, for an info line.
 
 ``validate-spool``
     ``validate-only`` plus the SID and status checks and one ``write`` of the
