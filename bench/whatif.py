@@ -41,6 +41,7 @@ from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
 
+SPOOL_DESIGN = "spool design: the view as is, a spool write for its EVALSHA, + forwarder"
 # (label, gunicorn app; None for the stack's own web process)
 WEBHOOK_VARIANTS = [
     ("bare 204 (row 3's anchor)", "bench.anchor_apps:bare_app"),
@@ -49,9 +50,11 @@ WEBHOOK_VARIANTS = [
     ("broker floor (bare + one LPUSH)", "bench.anchor_apps:broker_floor_app"),
     ("validate + local spool write, no log, no forwarder", 'bench.whatif_app:build("validate-spool")'),
     ("validate + Celery send_task (the issue's naive anchor)", 'bench.whatif_app:build("validate-send-task")'),
+    (SPOOL_DESIGN, 'bench.whatif_app:build("spool-design")'),
     ("as is (web.wsgi:app)", None),
 ]
 WEBHOOK_ROUNDS = 2
+WEBHOOK_BODIES = 60_000
 
 
 def exp_webhook(ctx: Context) -> list[dict]:
@@ -67,11 +70,14 @@ def exp_webhook(ctx: Context) -> list[dict]:
     warm = signed_bodies(dep, 1_000, dep.stack.base / "whatif-warm.txt")
     rows = []
     for round_no in range(1, WEBHOOK_ROUNDS + 1):
-        # Fresh recordings per round: only "as is" claims them, once a round.
-        bodies = signed_bodies(dep, 20_000, dep.stack.base / f"whatif-bodies-{round_no}.txt")
+        # Recordings of their own for each variant that claims them ("as is" and
+        # the spool design), once, and more than 10 s at 64 connections sends.
+        bodies = signed_bodies(dep, WEBHOOK_BODIES, dep.stack.base / f"whatif-bodies-{round_no}.txt")
+        spool_bodies = signed_bodies(dep, WEBHOOK_BODIES, dep.stack.base / f"whatif-spool-bodies-{round_no}.txt")
         bare_rps = None
         for label, app in WEBHOOK_VARIANTS:
-            run, enqueued = _load_webhook(dep, r, app, warm, bodies)
+            spool = dep.stack.base / f"whatif-spool-design-{round_no}.log" if label == SPOOL_DESIGN else None
+            run, enqueued = _load_webhook(dep, r, app, warm, spool_bodies if spool else bodies, spool)
             bare_rps = bare_rps or run.rps
             rows.append(
                 {
@@ -89,9 +95,19 @@ def exp_webhook(ctx: Context) -> list[dict]:
     return rows
 
 
-def _load_webhook(dep: Deployment, r: redis.Redis, app: str | None, warm: Path, bodies: Path) -> tuple:
-    """10 s of distinct signed webhooks at 64 connections against ``app``; (WrkRun, tasks queued)."""
+def _load_webhook(
+    dep: Deployment, r: redis.Redis, app: str | None, warm: Path, bodies: Path, spool: Path | None = None
+) -> tuple:
+    """10 s of distinct signed webhooks at 64 connections against ``app``; (WrkRun, tasks queued).
+
+    With ``spool``, the app writes tasks there and bench/whatif_forwarder.py
+    moves them into Redis meanwhile; its CPU counts as the server's.
+    """
     port, name = (dep.stack.http_port, "web") if app is None else (dep.bare_port, "whatif-web")
+    spool_before = dep.stack.overrides.get("WHATIF_SPOOL")
+    if spool is not None:
+        dep.stack.overrides["WHATIF_SPOOL"] = str(spool)
+        dep.stack.spawn("whatif-forwarder", [sys.executable, "-m", "bench.whatif_forwarder"])
     if app is not None:
         dep.start_anchor(name, app, dep.bare_web_port)
     try:
@@ -103,12 +119,15 @@ def _load_webhook(dep: Deployment, r: redis.Redis, app: str | None, warm: Path, 
             "webhooks.lua",
             [str(bodies), *args],
             10,
-            server_pids=lambda: dep.pids("nginx") + dep.pids(name) + dep.pids("redis"),
+            server_pids=lambda: dep.pids("nginx") + dep.pids(name) + dep.pids("redis") + dep.pids("whatif-forwarder"),
         )
         return run, settled_length(r) - before
     finally:
         if app is not None:
             dep.stop(name)
+        if spool is not None:
+            dep.stop("whatif-forwarder")
+            dep.stack.overrides["WHATIF_SPOOL"] = spool_before or ""
         r.delete(QUEUE, FLOOR_LIST)
 
 

@@ -24,6 +24,13 @@ replaced by one that does less than the service must:
     the task and forwards it later. The forwarder such a design needs (it
     would share the same cores) is not running, so the bound flatters it.
 
+``spool-design``
+    The service's own view, unchanged, with its one Redis call replaced by a
+    write of the task to the spool file: the request path of a design that
+    answers before Redis has the task. ``bench/whatif_forwarder.py`` runs
+    beside it and moves the spool into Redis (claim + push, pipelined), so
+    the pair does all the work the service does, on the same cores.
+
 Earlier variants (a pipelined ``send_task`` path and kombu's per-publish
 client, both replaced by worker/publish.py) are in this file's history.
 """
@@ -35,12 +42,13 @@ from functools import cache
 
 from flask import Flask, abort, request
 
-from web import create_app, services
+from web import create_app, services, twilio_hooks
 from web.twilio_hooks import RECORDING_STATUSES, _require_twilio
+from worker import metrics
 from worker.runtime import settings_or_exit
 from worker.sids import require_sid
 
-VARIANTS = ("read-body", "validate-only", "validate-send-task", "validate-spool")
+VARIANTS = ("read-body", "validate-only", "validate-send-task", "validate-spool", "spool-design")
 
 
 def read_body() -> tuple[str, int]:
@@ -78,8 +86,22 @@ def validate_spool() -> tuple[str, int]:
     return "", 204
 
 
+class _SpoolQueue:
+    """Stands in for ``worker.queue`` in the service's view: a spool line instead of an EVALSHA."""
+
+    @staticmethod
+    def enqueue_fetch(celery, r, sid, fmt, reason, call_sid=None, recorded_at=None, webhook_status=None) -> bool:
+        line = "\t".join((sid, fmt, call_sid or "", recorded_at or "", webhook_status or ""))
+        os.write(_spool(), f"{line}\n".encode())
+        metrics.ENQUEUED.labels(reason).inc()
+        return True
+
+
 def build(variant: str) -> Flask:
     """The real app with its recording-status view replaced by ``variant``."""
+    if variant == "spool-design":
+        twilio_hooks.queue = _SpoolQueue  # this gunicorn's own copy of the module; web/ is untouched
+        return create_app(settings_or_exit(exit_code=4))
     views = {
         "read-body": read_body,
         "validate-only": validate_only,
