@@ -175,3 +175,19 @@ def test_twilio_times_become_sortable_utc(twilio_time, iso):
 def test_malformed_twilio_times_are_value_errors(junk):
     with pytest.raises(ValueError):
         twilio_api.iso_time(junk)
+
+
+def test_only_urls_on_the_configured_origin_count_as_twilio(settings):
+    origin = settings.twilio_api_base_url.rstrip("/")
+    scheme, host = origin.split("://", 1)
+    ours = [f"{origin}/2010-04-01/Accounts/AC1/Recordings/{RE}", f"{scheme.upper()}://{host}/x"]
+    foreign = [
+        f"{origin}.evil.example/2010-04-01/Recordings/{RE}",  # the origin as a prefix of another host
+        f"{origin}@evil.example/{RE}",  # userinfo: the host is evil.example
+        f"{origin}:1/{RE}" if ":" not in host else f"{scheme}://{host.split(':')[0]}:1/{RE}",  # another port
+        f"{'http' if scheme == 'https' else 'https'}://{host}/{RE}",  # another scheme
+        f"/{RE}",
+        "",
+    ]
+    assert [twilio_api.is_twilio_url(settings, url) for url in ours] == [True] * len(ours)
+    assert [twilio_api.is_twilio_url(settings, url) for url in foreign] == [False] * len(foreign)
