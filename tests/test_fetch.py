@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -179,15 +180,18 @@ def test_malformed_twilio_times_are_value_errors(junk):
 
 def test_only_urls_on_the_configured_origin_count_as_twilio(settings):
     origin = settings.twilio_api_base_url.rstrip("/")
-    scheme, host = origin.split("://", 1)
-    ours = [f"{origin}/2010-04-01/Accounts/AC1/Recordings/{RE}", f"{scheme.upper()}://{host}/x"]
+    parts = urlsplit(origin)
+    other_scheme = "http" if parts.scheme == "https" else "https"
+    ours = [f"{origin}/2010-04-01/Accounts/AC1/Recordings/{RE}", f"{parts.scheme.upper()}://{parts.netloc}/x"]
     foreign = [
         f"{origin}.evil.example/2010-04-01/Recordings/{RE}",  # the origin as a prefix of another host
         f"{origin}@evil.example/{RE}",  # userinfo: the host is evil.example
-        f"{origin}:1/{RE}" if ":" not in host else f"{scheme}://{host.split(':')[0]}:1/{RE}",  # another port
-        f"{'http' if scheme == 'https' else 'https'}://{host}/{RE}",  # another scheme
+        f"{parts.scheme}://{parts.hostname}:1/{RE}",  # another port
+        f"{other_scheme}://{parts.netloc}/{RE}",  # another scheme
+        f"{origin}\\@evil.example/{RE}",
         f"/{RE}",
         "",
+        "https://[x/2010-04-01",  # urlsplit refuses it
     ]
     assert [twilio_api.is_twilio_url(settings, url) for url in ours] == [True] * len(ours)
     assert [twilio_api.is_twilio_url(settings, url) for url in foreign] == [False] * len(foreign)

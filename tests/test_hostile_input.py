@@ -6,7 +6,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, assume, given
+from hypothesis import HealthCheck, assume, example, given
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
@@ -63,11 +63,10 @@ def test_api_never_answers_5xx(client, app, sid, fmt):
 
 @PROPERTY
 @given(original=st.text(max_size=200))
+@example(original="//[x/recordings/RE" + "a" * 32 + ".mp3")  # urlsplit: "Invalid IPv6 URL"
 def test_playback_miss_never_answers_5xx(client, app, original):
-    try:
-        response = client.get("/internal/playback-miss", headers={"X-Original-URI": original})
-    except ValueError:  # werkzeug refuses a header value with a newline before sending it
-        return
+    assume("\n" not in original and "\r" not in original)  # not sendable as a header at all
+    response = client.get("/internal/playback-miss", headers={"X-Original-URI": original})
     assert response.status_code in (403, 404)
     assert sent_tasks(app) == []
 

@@ -122,6 +122,13 @@ def test_foreign_recording_url_is_never_used(client, app):
     assert "169.254" not in repr(args)
 
 
+@pytest.mark.parametrize("url", ["https://[x/2010-04-01/Recordings", "http://[::1", "not a url"])
+def test_malformed_recording_url_is_still_a_204(client, app, url):
+    # A signed callback is Twilio's; its RecordingUrl is only logged, never fetched.
+    assert post_signed(client, "/twilio/recording-status", recording_params(RecordingUrl=url)).status_code == 204
+    assert [name for name, _ in sent_tasks(app)] == ["recordings.fetch"]
+
+
 def test_huge_body_is_refused(client, app):
     response = client.post("/twilio/recording-status", data={"x": "y" * 100_000}, headers={"X-Twilio-Signature": "x"})
     assert response.status_code == 413

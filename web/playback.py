@@ -27,7 +27,10 @@ RETRY_AFTER_SECONDS = 1
 @bp.get("/internal/playback-miss")
 def playback_miss():
     """202 + Retry-After and a queued fetch; 404 when Twilio has no such recording."""
-    original = urlsplit(request.headers.get("X-Original-URI", ""))
+    try:
+        original = urlsplit(request.headers.get("X-Original-URI", ""))
+    except ValueError:  # e.g. "//[x/…": an unclosed IPv6 host, not a recording's path
+        abort(404, "no such recording")
     match = _PLAYBACK_PATH.fullmatch(original.path)
     if not match:
         abort(404, "no such recording")

@@ -67,7 +67,11 @@ def is_twilio_url(settings: Settings, url: str) -> bool:
     # that test alone costs a webhook a tenth of what two urlsplit() calls do.
     if url.startswith(settings.twilio_api_base_url.rstrip("/") + "/"):
         return True
-    ours, theirs = urlsplit(settings.twilio_api_base_url), urlsplit(url)
+    try:
+        theirs = urlsplit(url)
+    except ValueError:  # e.g. an unclosed "[" of an IPv6 host: not our origin
+        return False
+    ours = urlsplit(settings.twilio_api_base_url)
     return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
 
 
