@@ -135,7 +135,7 @@ def markdown(rows: list[RowResult], meta: dict) -> str:
 
 def write_results(directory: Path, stem: str, rows: list[RowResult], meta: dict) -> tuple[Path, Path]:
     """Write ``stem.md`` and ``stem.json`` atomically (``*.tmp`` then rename)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    (directory / stem).parent.mkdir(parents=True, exist_ok=True)  # a stem may name a folder or be absolute
     payload = {**meta, "rows": [asdict(row) for row in sorted(rows, key=lambda r: r.number)]}
     paths = []
     for suffix, text in ((".md", markdown(rows, meta)), (".json", json.dumps(payload, indent=2, default=str) + "\n")):

@@ -37,6 +37,7 @@ from bench.report import say  # noqa: E402
 from bench.rows_pipeline import create_call, media_url  # noqa: E402
 from bench.rows_scale import hits  # noqa: E402
 from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
+from bench.webhook_cpu import bodies_needed  # noqa: E402
 from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
@@ -77,7 +78,7 @@ def exp_webhook(ctx: Context) -> list[dict]:
         bare_rps = None
         for label, app in WEBHOOK_VARIANTS:
             spool = dep.stack.base / f"whatif-spool-design-{round_no}.log" if label == SPOOL_DESIGN else None
-            run, enqueued = _load_webhook(dep, r, app, warm, spool_bodies if spool else bodies, spool)
+            run, enqueued, late = _load_webhook(dep, r, app, warm, spool_bodies if spool else bodies, spool)
             bare_rps = bare_rps or run.rps
             rows.append(
                 {
@@ -89,6 +90,7 @@ def exp_webhook(ctx: Context) -> list[dict]:
                     "cpu_us_per_req": round(run.cpu_us_per_req),
                     "statuses": run.statuses,
                     "enqueued": enqueued,
+                    "queued_after_run": late,
                 }
             )
             say(f"  webhook {label}: {rows[-1]}")
@@ -98,19 +100,21 @@ def exp_webhook(ctx: Context) -> list[dict]:
 def _load_webhook(
     dep: Deployment, r: redis.Redis, app: str | None, warm: Path, bodies: Path, spool: Path | None = None
 ) -> tuple:
-    """10 s of distinct signed webhooks at 64 connections against ``app``; (WrkRun, tasks queued).
+    """10 s of distinct signed webhooks at 64 connections against ``app``.
 
-    With ``spool``, the app writes tasks there and bench/whatif_forwarder.py
-    moves them into Redis meanwhile; its CPU counts as the server's.
+    Returns (WrkRun, tasks queued, tasks queued after wrk stopped). With
+    ``spool``, the app writes tasks there and bench/whatif_forwarder.py moves
+    them into Redis meanwhile; its CPU counts as the server's while wrk runs,
+    and the last figure says how far it was behind when wrk stopped.
     """
     port, name = (dep.stack.http_port, "web") if app is None else (dep.bare_port, "whatif-web")
-    spool_before = dep.stack.overrides.get("WHATIF_SPOOL")
-    if spool is not None:
-        dep.stack.overrides["WHATIF_SPOOL"] = str(spool)
-        dep.stack.spawn("whatif-forwarder", [sys.executable, "-m", "bench.whatif_forwarder"])
-    if app is not None:
-        dep.start_anchor(name, app, dep.bare_web_port)
+    spool_before = dep.stack.overrides.pop("WHATIF_SPOOL", None)
     try:
+        if spool is not None:
+            dep.stack.overrides["WHATIF_SPOOL"] = str(spool)
+            dep.stack.spawn("whatif-forwarder", [sys.executable, "-m", "bench.whatif_forwarder"])
+        if app is not None:
+            dep.start_anchor(name, app, dep.bare_web_port)
         args = [RECORDING_STATUS_PATH, str(WRK_THREADS)]
         run_wrk(dep.url(port) + "/", "webhooks.lua", [str(warm), *args], 1)
         before = settled_length(r)
@@ -121,13 +125,16 @@ def _load_webhook(
             10,
             server_pids=lambda: dep.pids("nginx") + dep.pids(name) + dep.pids("redis") + dep.pids("whatif-forwarder"),
         )
-        return run, settled_length(r) - before
+        at_end = r.llen(QUEUE)
+        settled = settled_length(r)
+        return run, settled - before, settled - at_end
     finally:
-        if app is not None:
+        if app is not None:  # "as is" is the stack's own web process
             dep.stop(name)
-        if spool is not None:
-            dep.stop("whatif-forwarder")
-            dep.stack.overrides["WHATIF_SPOOL"] = spool_before or ""
+        dep.stop("whatif-forwarder")
+        dep.stack.overrides.pop("WHATIF_SPOOL", None)
+        if spool_before is not None:
+            dep.stack.overrides["WHATIF_SPOOL"] = spool_before
         r.delete(QUEUE, FLOOR_LIST)
 
 
@@ -139,10 +146,9 @@ def exp_webhook_cpu(ctx: Context) -> list[dict]:
     dep = ctx.main()
     dep.set_workers({})
     spool = dep.stack.base / "whatif-spool.log"
-    count = WEBHOOK_CPU_PER_VARIANT * (2 * WEBHOOK_CPU_ROUNDS + 1)
+    count = bodies_needed(WEBHOOK_CPU_ROUNDS, WEBHOOK_CPU_PER_VARIANT)
     bodies = signed_bodies(dep, count, dep.stack.base / "webhook-cpu-bodies.txt")
-    redis_pid = dep.stack.procs["redis"].popen.pid
-    argv = [sys.executable, str(ROOT / "bench" / "webhook_cpu.py"), str(bodies), str(redis_pid)]
+    argv = [sys.executable, str(ROOT / "bench" / "webhook_cpu.py"), str(bodies)]
     argv += [str(WEBHOOK_CPU_ROUNDS), str(WEBHOOK_CPU_PER_VARIANT)]
     log_path = dep.stack.base / "webhook-cpu.log"
     try:
@@ -153,7 +159,9 @@ def exp_webhook_cpu(ctx: Context) -> list[dict]:
             raise RuntimeError(f"webhook_cpu.py exited {done.returncode}:\n{log_path.read_text()[-3000:]}")
         rows = json.loads(done.stdout)
     finally:
-        redis.Redis.from_url(dep.stack.redis_url).delete(QUEUE)
+        r = redis.Redis.from_url(dep.stack.redis_url)
+        r.delete(QUEUE, FLOOR_LIST)  # the naive variant's tasks and the broker floor's pushes
+        r.close()
     for row in rows:
         say(f"  webhook-cpu {row}")
     return rows

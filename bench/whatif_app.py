@@ -44,7 +44,7 @@ from flask import Flask, abort, request
 
 from web import create_app, services, twilio_hooks
 from web.twilio_hooks import RECORDING_STATUSES, _require_twilio
-from worker import metrics
+from worker import metrics, queue
 from worker.runtime import settings_or_exit
 from worker.sids import require_sid
 
@@ -87,7 +87,13 @@ def validate_spool() -> tuple[str, int]:
 
 
 class _SpoolQueue:
-    """Stands in for ``worker.queue`` in the service's view: a spool line instead of an EVALSHA."""
+    """Stands in for ``worker.queue`` in the service's views: a spool line instead of an EVALSHA.
+
+    ``enqueued`` is always True: in a spool design the forwarder takes the
+    claim later, so the view cannot know whether the task is a duplicate.
+    """
+
+    enqueue_leg = staticmethod(queue.enqueue_leg)
 
     @staticmethod
     def enqueue_fetch(celery, r, sid, fmt, reason, call_sid=None, recorded_at=None, webhook_status=None) -> bool:
@@ -100,7 +106,9 @@ class _SpoolQueue:
 def build(variant: str) -> Flask:
     """The real app with its recording-status view replaced by ``variant``."""
     if variant == "spool-design":
-        twilio_hooks.queue = _SpoolQueue  # this gunicorn's own copy of the module; web/ is untouched
+        # Rebinds the view module's ``queue`` for the life of this bench-only
+        # gunicorn process (which serves nothing else); no file in web/ changes.
+        twilio_hooks.queue = _SpoolQueue
         return create_app(settings_or_exit(exit_code=4))
     views = {
         "read-body": read_body,
