@@ -94,6 +94,8 @@ def exp_webhook(ctx: Context) -> list[dict]:
                 }
             )
             say(f"  webhook {label}: {rows[-1]}")
+            if set(run.statuses) - {"204"}:
+                say(f"  WARNING: {label} answered {run.statuses}: its figures do not count")
     return rows
 
 
@@ -108,7 +110,7 @@ def _load_webhook(
     and the last figure says how far it was behind when wrk stopped.
     """
     port, name = (dep.stack.http_port, "web") if app is None else (dep.bare_port, "whatif-web")
-    spool_before = dep.stack.overrides.pop("WHATIF_SPOOL", None)
+    spool_before = dep.stack.overrides.get("WHATIF_SPOOL")
     try:
         if spool is not None:
             dep.stack.overrides["WHATIF_SPOOL"] = str(spool)
@@ -132,9 +134,10 @@ def _load_webhook(
         if app is not None:  # "as is" is the stack's own web process
             dep.stop(name)
         dep.stop("whatif-forwarder")
-        dep.stack.overrides.pop("WHATIF_SPOOL", None)
-        if spool_before is not None:
-            dep.stack.overrides["WHATIF_SPOOL"] = spool_before
+        if spool is not None:
+            dep.stack.overrides.pop("WHATIF_SPOOL", None)
+            if spool_before is not None:
+                dep.stack.overrides["WHATIF_SPOOL"] = spool_before
         r.delete(QUEUE, FLOOR_LIST)
 
 
