@@ -71,6 +71,23 @@ def test_playback_miss_never_answers_5xx(client, app, original):
     assert sent_tasks(app) == []
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "expires=%C2%B2&sig=x",
+        f"expires={'9' * 5000}&sig=x",
+        "expires=4102444800&sig=%C3%A9",
+        "expires=4102444800&sig=%00",
+    ],
+)
+def test_playback_miss_refuses_odd_expires_and_sig(client, app, query):
+    # nginx's secure_link refuses these first; the view must too, reached any other way.
+    original = f"/recordings/RE{'a' * 32}.mp3?{query}"
+    response = client.get("/internal/playback-miss", headers={"X-Original-URI": original})
+    assert response.status_code == 403
+    assert sent_tasks(app) == []
+
+
 @PROPERTY
 @given(sid=sid_like, fmt=st.sampled_from(["mp3", "wav"]))
 def test_correctly_signed_miss_enqueues_only_well_formed_sids(client, app, sid, fmt):

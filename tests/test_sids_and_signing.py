@@ -73,3 +73,17 @@ def test_signed_url_verifies_until_it_expires():
     assert not signing.verify(path.replace("mp3", "wav"), params["expires"], params["sig"], "k" * 16, now=1000)
     assert not signing.verify(path, None, params["sig"], "k" * 16, now=1000)
     assert not signing.verify(path, "-5", params["sig"], "k" * 16, now=1000)
+
+
+@pytest.mark.parametrize(
+    ("expires", "sig"),
+    [
+        ("\u00b2", "x"),  # isdigit() but not int()
+        ("\u0661\u0662", "x"),  # Arabic-Indic digits
+        ("9" * 5000, "x"),  # past int()'s digit limit
+        ("2147483647", "\xe9"),  # hmac.compare_digest refuses non-ASCII str
+        ("2147483647", "\x00"),
+    ],
+)
+def test_verify_refuses_odd_expires_and_sig_without_raising(expires, sig):
+    assert not signing.verify(f"/recordings/{GOOD_RE}.mp3", expires, sig, "k" * 16, now=1000)

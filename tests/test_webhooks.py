@@ -57,12 +57,14 @@ def test_other_statuses_are_remembered_not_enqueued(client, app, state):
 
 @pytest.mark.parametrize(
     "signature_case",
-    ["missing", "wrong token", "other url", "tampered body"],
+    ["missing", "wrong token", "other url", "tampered body", "not ascii"],
 )
 def test_recording_status_rejects_bad_signature(client, app, signature_case):
     params = recording_params()
     headers = {}
-    if signature_case == "wrong token":
+    if signature_case == "not ascii":  # hmac.compare_digest refuses non-ASCII str
+        headers["X-Twilio-Signature"] = "\xe9" * 28
+    elif signature_case == "wrong token":
         headers["X-Twilio-Signature"] = RequestValidator("0" * 32).compute_signature(
             PUBLIC + "/twilio/recording-status", params
         )
@@ -106,6 +108,8 @@ def test_another_account_is_refused(client, app):
         ("RecordingStatus", "done"),
         ("RecordingStatus", None),
         ("RecordingStartTime", "yesterday"),
+        ("RecordingStartTime", "Fri, 31 Dec 9999 23:59:59 -0001"),  # past year 9999 in UTC
+        ("RecordingStartTime", "Mon, \u0660\u0661 Jan \u0662\u0660\u0662\u0666 00:00:00 +0000"),  # Arabic-Indic digits
     ],
 )
 def test_malformed_fields_get_400_naming_the_field(client, app, field, value):
@@ -138,6 +142,13 @@ def test_child_leg_is_recorded(client, app):
     params = {"AccountSid": ACCOUNT_SID, "CallSid": CHILD, "ParentCallSid": CA, "CallStatus": "completed"}
     assert post_signed(client, "/twilio/call-status", params).status_code == 204
     assert sent_tasks(app) == [("recordings.record_leg", [CHILD, CA, "mp3"])]
+
+
+def test_call_status_rejects_a_non_ascii_signature(client, app):
+    params = {"AccountSid": ACCOUNT_SID, "CallSid": CHILD, "ParentCallSid": CA}
+    response = client.post("/twilio/call-status", data=params, headers={"X-Twilio-Signature": "\xe9"})
+    assert response.status_code == 403
+    assert sent_tasks(app) == []
 
 
 def test_call_status_rejects_bad_signature(client, app):

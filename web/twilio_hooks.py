@@ -33,6 +33,8 @@ def _signed_by_twilio(token: str, url: str, signature: str) -> bool:
     port); the exact PUBLIC_BASE_URL almost always matches, so try that one
     alone and fall back to the lenient check only when it does not.
     """
+    if not signature.isascii():  # base64 always is; hmac.compare_digest raises on other text
+        return False
     validator = _validator(token)
     if hmac.compare_digest(validator.compute_signature(url, request.form), signature):
         return True

@@ -10,9 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 
 from .sids import require_format, require_playable_sid
+
+_EXPIRES = re.compile(r"[0-9]{1,12}")  # a Unix time in ASCII digits, short enough for int()
 
 
 def playback_path(sid: str, fmt: str) -> str:
@@ -35,7 +38,8 @@ def signed_url(sid: str, fmt: str, key: str, ttl: int, now: float | None = None)
 
 def verify(path: str, expires: str | None, sig: str | None, key: str, now: float | None = None) -> bool:
     """True when ``sig`` signs ``path`` and ``expires`` is still in the future."""
-    if not expires or not sig or not expires.isdigit():
+    # hmac.compare_digest raises on non-ASCII text.
+    if not expires or not sig or not _EXPIRES.fullmatch(expires) or not sig.isascii():
         return False
     if int(expires) < int(now if now is not None else time.time()):
         return False

@@ -33,7 +33,7 @@ MAX_REDIRECTS = 3
 
 # Twilio's RFC 2822 form, checked before parsing: email.utils alone also takes
 # named zones, two-digit years and numbers too large for a datetime.
-_TWILIO_TIME = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}")
+_TWILIO_TIME = re.compile(r"[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}", re.ASCII)
 
 
 def iso_time(twilio_time: str) -> str:
@@ -48,7 +48,10 @@ def iso_time(twilio_time: str) -> str:
     parsed = parsedate_to_datetime(twilio_time)  # ValueError for a day or hour out of range
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="seconds")
+    try:
+        return parsed.astimezone(UTC).isoformat(timespec="seconds")
+    except OverflowError:  # 31 Dec 9999 west of UTC
+        raise ValueError(f"not a representable time: {twilio_time!r}") from None
 
 
 def account_url(settings: Settings) -> str:
