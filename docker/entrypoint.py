@@ -106,12 +106,13 @@ def main(argv: list[str]) -> int:
         if len(argv) not in (2, 3):
             sys.stderr.write("usage: entrypoint.py render-nginx DIR [WEB_HOST]\n")
             return 2
+        from worker.errors import ConfigError
         from worker.runtime import settings_or_exit
 
         settings = settings_or_exit()
         try:
             path = render_nginx(settings, Path(argv[1]), argv[2] if len(argv) == 3 else "web")
-        except ValueError as exc:
+        except (ValueError, ConfigError) as exc:
             sys.stderr.write(f"recording-cache: {exc}\n")
             return 2
         sys.stdout.write(f"{path}\n")

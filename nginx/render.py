@@ -12,10 +12,12 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from worker.config import Settings
+from worker.config import Settings, nginx_path
+from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
 
 TEMPLATE = "nginx.conf.j2"
+TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 WORKER_CONNECTIONS = 4096
 
 
@@ -38,11 +40,12 @@ def render(
     ``web_host`` and ``flower_host`` are where gunicorn and Flower listen:
     loopback in `make run`, the services' names under compose.
     """
-    runtime_dir = runtime_dir.resolve()
+    try:
+        runtime_dir = nginx_path(str(runtime_dir))
+    except ValueError as exc:
+        raise ConfigError(f"runtime folder: {exc}") from None
     nofile = descriptor_limit()
-    settings.playback_log.parent.mkdir(parents=True, exist_ok=True)
-    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (runtime_dir / sub).mkdir(parents=True, exist_ok=True)
+    make_folders(settings.playback_log.parent, *(runtime_dir / sub for sub in TEMP_FOLDERS))
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True
     )
@@ -65,11 +68,22 @@ def render(
         signing_key=settings.playback_signing_key,
         demo=settings.demo,
     )
-    path = runtime_dir / "nginx.conf"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
+    # Written aside and renamed: a failed render leaves the last good config whole.
+    path, temp = runtime_dir / "nginx.conf", runtime_dir / "nginx.conf.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
+    os.replace(temp, path)
     return path
+
+
+def make_folders(*folders: Path) -> None:
+    """Create each folder (and its parents), or raise ConfigError naming the one that failed."""
+    for folder in folders:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"cannot create folder {folder}: {exc.strerror or exc}") from None
 
 
 def main(argv: list[str]) -> int:
@@ -78,8 +92,13 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m nginx.render RUNTIME_DIR\n")
         return 2
     settings = settings_or_exit()
-    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
-    sys.stdout.write(f"{render(settings, Path(argv[0]))}\n")
+    try:
+        make_folders(settings.recordings_dir)
+        path = render(settings, Path(argv[0]))
+    except ConfigError as exc:
+        sys.stderr.write(f"recording-cache: {exc}\n")
+        return 2
+    sys.stdout.write(f"{path}\n")
     return 0
 
 

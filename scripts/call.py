@@ -16,14 +16,21 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 
 from simulator.callbacks import place_call  # noqa: E402
+from simulator.control import MAX_SIZE, MIN_SIZE  # noqa: E402
 from worker.config import DEFAULT_API_BASE_URL  # noqa: E402
 from worker.runtime import settings_or_exit  # noqa: E402
+
+
+def _size(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or not MIN_SIZE <= int(text) <= MAX_SIZE:
+        raise argparse.ArgumentTypeError(f"expected {MIN_SIZE}-{MAX_SIZE} bytes, got {text!r}")
+    return int(text)
 
 
 def main(argv: list[str]) -> int:
     """Place one simulated call and print its SIDs and the callbacks' answers."""
     parser = argparse.ArgumentParser(prog="make call", description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=65536, help="recording size in bytes (default 65536)")
+    parser.add_argument("--size", type=_size, default=65536, help="recording size in bytes (default 65536)")
     parser.add_argument("--child", action="store_true", help="an outbound <Dial>: add a child leg")
     args = parser.parse_args(argv)
     settings = settings_or_exit()

@@ -20,8 +20,9 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from nginx.render import render  # noqa: E402
+from nginx.render import make_folders, render  # noqa: E402
 from worker.config import Settings  # noqa: E402
+from worker.errors import ConfigError  # noqa: E402
 from worker.runtime import settings_or_exit  # noqa: E402
 
 log = logging.getLogger("recording_cache.run")
@@ -52,11 +53,14 @@ def redis_to_start(settings: Settings) -> dict[str, str] | None:
 def main() -> None:
     """Prepare the runtime folder and exec honcho with the processes to run."""
     settings = settings_or_exit()
-    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
     metrics_dir = RUNTIME_DIR / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
-    metrics_dir.mkdir(parents=True)
-    render(settings, RUNTIME_DIR)
+    try:
+        make_folders(settings.recordings_dir, metrics_dir)
+        render(settings, RUNTIME_DIR)
+    except ConfigError as exc:
+        sys.stderr.write(f"recording-cache: {exc}\n")
+        raise SystemExit(2) from None
 
     env = dict(os.environ)
     env.update(

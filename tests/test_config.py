@@ -1,10 +1,13 @@
-"""Settings: defaults, overrides, .env precedence, one clear error per bad variable."""
+"""Settings and the operator CLI: defaults, overrides, .env precedence, one clear error per bad value."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import pytest
 
 from tests.conftest import ACCOUNT_SID, make_settings
+from worker import __main__ as worker_cli
 from worker.config import load_settings
 from worker.errors import ConfigError
 
@@ -49,6 +52,21 @@ def test_environment_wins_over_env_file(tmp_path):
         ("PLAYBACK_SIGNING_KEY", "short"),
         ("PLAYBACK_SIGNING_KEY", "has a $variable in it"),
         ("FLOWER_BASIC_AUTH", "no-colon"),
+        ("REDIS_URL", "redis://localhost:abc/0"),
+        ("REDIS_URL", "redis://localhost:99999/0"),
+        ("REDIS_URL", "unix:///tmp/redis.sock"),  # redis-py takes it, Celery's transport does not
+        ("PUBLIC_BASE_URL", "http://cache.test:-1/"),
+        ("TWILIO_API_BASE_URL", "http://127.0.0.1:abc"),
+        ("HTTP_PORT", "\u0663\u0660"),  # Arabic-Indic digits: int() reads 30
+        ("PLAYBACK_URL_TTL", "9" * 20),
+        ("TASK_TIME_LIMIT", "9" * 20),
+        ("DOWNLOAD_CONNECT_TIMEOUT", "inf"),
+        ("LOCK_TTL_SECONDS", "1e400"),
+        ("RETRY_BACKOFF_SECONDS", "nan"),
+        ("RECORDINGS_DIR", '/tmp/say "cheese"'),  # written into nginx.conf
+        ("RECORDINGS_DIR", "/tmp/$host"),
+        ("RECORDINGS_DIR", "/tmp/rec\udcff"),  # a non-UTF-8 byte, as os.environ hands it over
+        ("PLAYBACK_LOG", "/tmp/back\\slash.log"),
     ],
 )
 def test_malformed_setting_is_named(tmp_path, name, value):
@@ -93,3 +111,57 @@ def test_secrets_are_not_in_repr(tmp_path):
     settings = make_settings(tmp_path)
     assert settings.twilio_auth_token not in repr(settings)
     assert settings.playback_signing_key not in repr(settings)
+
+
+def test_paths_with_spaces_are_fine(tmp_path):
+    settings = make_settings(tmp_path, RECORDINGS_DIR=str(tmp_path / "my recordings"))
+    assert settings.recordings_dir.name == "my recordings"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"API_TOKEN=\xff\xfeabc\n", "UTF-8"),
+        (b'HTTP_PORT="70000\n', "line 1"),
+        (b"HTTP_PORT=9000\nno equals sign here\n", "line 2"),
+    ],
+)
+def test_malformed_env_file_is_named(tmp_path, content, problem):
+    env_file = tmp_path / "bad.env"
+    env_file.write_bytes(content)
+    with pytest.raises(ConfigError) as error:
+        make_settings(tmp_path, ENV_FILE=str(env_file))
+    assert str(env_file) in str(error.value) and problem in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_env_file_that_is_a_folder_is_an_error(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        make_settings(tmp_path, ENV_FILE=str(tmp_path))
+    assert "ENV_FILE" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (["--since", "2026-01-01", "--page-size", "0"], "--page-size"),
+        (["--since", "2026-01-01", "--page-size", "1001"], "--page-size"),
+        (["--since", "2026-01-01", "--page-size", "-1"], "--page-size"),
+        (["--since", "2026-02-01", "--until", "2026-01-01"], "--until must be after --since"),
+        (["--since", "2026-01-01", "--until", "2026-01-01"], "--until must be after --since"),
+    ],
+)
+def test_backfill_arguments_are_checked_before_anything_runs(capsys, args, problem):
+    with pytest.raises(SystemExit) as done:
+        worker_cli.main(["backfill", *args])
+    assert done.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_check_config_names_a_recordings_dir_that_cannot_be_created(tmp_path):
+    settings = make_settings(tmp_path)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    settings = dataclasses.replace(settings, recordings_dir=blocker / "recordings")
+    with pytest.raises(ConfigError, match="RECORDINGS_DIR cannot be created: .*a-file is not a folder"):
+        worker_cli._check_config(settings, None)

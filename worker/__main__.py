@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import redis
 
 from .config import Settings
-from .errors import RecordingCacheError
+from .errors import ConfigError, RecordingCacheError
 from .runtime import settings_or_exit
 from .sids import require_sid
 
@@ -76,6 +76,11 @@ def _ingest(settings: Settings, _args: argparse.Namespace) -> dict:
 
 
 def _check_config(settings: Settings, _args: argparse.Namespace) -> dict:
+    for name, folder in (("RECORDINGS_DIR", settings.recordings_dir), ("PLAYBACK_LOG", settings.playback_log.parent)):
+        # The nearest part that exists must be a folder, or nothing can be created there.
+        existing = next(path for path in (folder, *folder.parents) if path.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"{name} cannot be created: {existing} is not a folder")
     return {"configuration": "ok", "demo": settings.demo}
 
 
@@ -84,6 +89,13 @@ def _date(text: str) -> datetime:
         return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _page_size(text: str) -> int:
+    # Twilio's list API takes 1-1000 per page.
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1-1000, got {text!r}")
+    return int(text)
 
 
 def _call_sid(text: str) -> str:
@@ -106,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     back.add_argument("--until", type=_date, help="YYYY-MM-DD (UTC), exclusive")
     back.add_argument("--call", type=_call_sid, help="only this CallSid's recordings")
     back.add_argument("--dry-run", action="store_true", help="count, enqueue nothing")
-    back.add_argument("--page-size", type=int, default=1000, help="recordings per Twilio page (default 1000)")
+    back.add_argument("--page-size", type=_page_size, default=1000, help="recordings per Twilio page, 1-1000")
     back.set_defaults(run=_backfill)
     ev = commands.add_parser("evict", help="evict least recently played recordings above CACHE_MAX_BYTES")
     ev.add_argument("--dry-run", action="store_true", help="list, delete nothing")
@@ -120,7 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "backfill" and args.until is not None and args.until <= args.since:
+        parser.error("backfill: --until must be after --since")
     settings = settings_or_exit()
     try:
         result = args.run(settings, args)

@@ -7,6 +7,7 @@ paths and secrets. Nothing else in the project reads ``os.environ``.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -16,6 +17,8 @@ from typing import TypeVar
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
+from redis.connection import parse_url
 
 from . import demo
 from .errors import ConfigError
@@ -92,38 +95,47 @@ def _typed(env: Mapping[str, str], name: str, default: T, parse: Callable[[str],
         raise ConfigError(f"{name} is malformed: {exc}") from None
 
 
+def _int(raw: str) -> int:
+    # ASCII digits only (int() also reads other scripts' digits), and at most
+    # 15 of them, so seconds still fit a time_t after * 1000.
+    if not re.fullmatch(r"-?[0-9]{1,15}", raw):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    return int(raw)
+
+
 def _port(raw: str) -> int:
-    port = int(raw)
+    port = _int(raw)
     if not 1 <= port <= 65535:
         raise ValueError(f"expected a port 1-65535, got {raw!r}")
     return port
 
 
 def _non_negative(raw: str) -> int:
-    number = int(raw)
+    number = _int(raw)
     if number < 0:
         raise ValueError(f"expected a whole number >= 0, got {raw!r}")
     return number
 
 
 def _positive(raw: str) -> int:
-    number = int(raw)
+    number = _int(raw)
     if number <= 0:
         raise ValueError(f"expected a whole number > 0, got {raw!r}")
     return number
 
 
 def _positive_float(raw: str) -> float:
-    number = float(raw)
-    if not number > 0:
-        raise ValueError(f"expected a number > 0, got {raw!r}")
-    return number
+    # Plain decimals: float() also takes inf, nan and 1e400, which timeouts and TTLs cannot use.
+    if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?", raw) or not float(raw) > 0:
+        raise ValueError(f"expected a number > 0 such as 2 or 0.5, got {raw!r}")
+    return float(raw)
 
 
 def _http_url(raw: str) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"expected an http(s) URL, got {raw!r}")
+    parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
     return raw.rstrip("/")
 
 
@@ -135,9 +147,32 @@ def _api_origin(raw: str) -> str:
 
 
 def _redis_url(raw: str) -> str:
-    if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
+    # redis:// and rediss:// only: Celery's transport cannot use redis-py's unix://.
+    if urlsplit(raw).scheme not in ("redis", "rediss"):
         raise ValueError(f"expected redis://host:port/db, got {raw!r}")
+    parse_url(raw)  # redis-py's own parser: ValueError for a bad port or database
     return raw
+
+
+def _path_setting(env: Mapping[str, str], name: str, default: str) -> Path:
+    raw = _read(env, name) or default
+    try:
+        return nginx_path(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is malformed: {exc}") from None
+
+
+def nginx_path(raw: str) -> Path:
+    """An absolute path nginx.conf can hold in double quotes."""
+    path = Path(raw).resolve()
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"expected a UTF-8 path, got {raw!r}") from None
+    if re.search(r'["\\$\x00-\x1f\x7f]', text):
+        raise ValueError(f'nginx.conf cannot hold a path with ", \\, $ or control characters: {raw!r}')
+    return path
 
 
 def _url_prefix(raw: str) -> str:
@@ -163,13 +198,33 @@ def _basic_auth(raw: str) -> str:
 
 
 def merged_environment(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The process environment over the values of `.env` (the environment wins)."""
+    """The process environment over the values of `.env` (the environment wins).
+
+    ``ENV_FILE`` names another file; one that does not exist is skipped (tests
+    and the bench point it nowhere on purpose).
+    """
     env = dict(os.environ if environ is None else environ)
     env_file = Path(env.get("ENV_FILE", ".env"))
-    if env_file.is_file():
-        file_values = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
-        return {**file_values, **env}
-    return env
+    if not env_file.exists():
+        return env
+    return {**_env_file_values(env_file), **env}
+
+
+def _env_file_values(env_file: Path) -> dict[str, str]:
+    """``KEY=value`` lines of an env file, parsed by python-dotenv; ConfigError naming a bad line."""
+    if not env_file.is_file():
+        raise ConfigError(f"ENV_FILE is not a file: {env_file}")
+    try:
+        text = env_file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{env_file} is not UTF-8 text (byte {exc.start})") from None
+    # python-dotenv skips a line it cannot parse with only a warning; a typo
+    # would silently fall back to a default, so refuse the file instead.
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            line = binding.original.line
+            raise ConfigError(f"{env_file} line {line} is not KEY=value: {binding.original.string.strip()[:60]!r}")
+    return {k: v for k, v in dotenv_values(stream=io.StringIO(text)).items() if v is not None}
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -184,7 +239,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("TWILIO_ACCOUNT_SID is malformed: expected AC followed by 32 hex digits")
 
     http_port = _typed(env, "HTTP_PORT", 8080, _port)
-    recordings_dir = Path(_read(env, "RECORDINGS_DIR") or "./data/recordings").resolve()
+    recordings_dir = _path_setting(env, "RECORDINGS_DIR", "./data/recordings")
     simulator_port = _typed(env, "SIMULATOR_PORT", 8089, _port)
     is_demo = account_sid is None
     secrets = _secrets(env, recordings_dir, is_demo)
@@ -216,7 +271,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         demo=is_demo,
         simulator_port=simulator_port,
         flower_url_prefix=_typed(env, "FLOWER_URL_PREFIX", "", _url_prefix),
-        playback_log=Path(_read(env, "PLAYBACK_LOG") or "./run/playback.log").resolve(),
+        playback_log=_path_setting(env, "PLAYBACK_LOG", "./run/playback.log"),
         download_connect_timeout=_typed(env, "DOWNLOAD_CONNECT_TIMEOUT", 5.0, _positive_float),
         download_read_timeout=_typed(env, "DOWNLOAD_READ_TIMEOUT", 30.0, _positive_float),
         download_max_retries=_typed(env, "DOWNLOAD_MAX_RETRIES", 8, _non_negative),

@@ -1,0 +1,74 @@
+"""nginx.conf rendering: paths nginx reads back, and failures that name their cause."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nginx.render import render
+from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, make_settings
+from worker.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (.ci/run installs it)")
+def test_paths_with_spaces_pass_nginx_config_test(tmp_path):
+    settings = make_settings(
+        tmp_path, RECORDINGS_DIR=str(tmp_path / "my recordings"), PLAYBACK_LOG=str(tmp_path / "my logs" / "play.log")
+    )
+    runtime = tmp_path / "run dir"
+    config = render(settings, runtime, access_log=str(tmp_path / "my logs" / "access.log"))
+    text = config.read_text()
+    assert f'alias "{settings.recordings_dir}/$rc_sid.$rc_fmt";' in text
+    checked = subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(runtime), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_a_failed_render_keeps_the_last_config(tmp_path):
+    runtime = tmp_path / "run"
+    config = render(make_settings(tmp_path), runtime)
+    before = config.read_bytes()
+    (tmp_path / "a-file").write_text("")
+    broken = make_settings(tmp_path, PLAYBACK_LOG=str(tmp_path / "a-file" / "playback.log"))
+    with pytest.raises(ConfigError, match="a-file"):
+        render(broken, runtime)
+    assert config.read_bytes() == before
+    assert not list(runtime.glob("*.tmp"))
+
+
+def test_render_command_names_a_recordings_dir_it_cannot_create(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    env = {
+        "PATH": os.environ["PATH"],
+        "ENV_FILE": str(tmp_path / "no.env"),
+        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "API_TOKEN": API_TOKEN,
+        "PLAYBACK_SIGNING_KEY": SIGNING_KEY,
+        "FLOWER_BASIC_AUTH": "admin:secret",
+        "RECORDINGS_DIR": str(tmp_path / "a-file" / "recordings"),
+        "PLAYBACK_LOG": str(tmp_path / "playback.log"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "nginx.render", str(tmp_path / "run")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert "a-file" in done.stderr
