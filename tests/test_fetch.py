@@ -10,7 +10,15 @@ import requests
 import responses
 
 from worker import fetch, status, storage, twilio_api
-from worker.errors import IncompleteMedia, LockBusy, LockLost, RecordingNotFound, UpstreamError, UpstreamNotReady
+from worker.errors import (
+    IncompleteMedia,
+    LockBusy,
+    LockLost,
+    RecordingNotFound,
+    StorageError,
+    UpstreamError,
+    UpstreamNotReady,
+)
 
 RE = "RE" + "3" * 32
 CA = "CA" + "3" * 32
@@ -114,6 +122,10 @@ def test_recording_twilio_does_not_have_is_final(settings, redis, twilio, sessio
             IncompleteMedia,
         ),
         ({"body": b"<html>" + b"x" * 200, "headers": {"Content-Length": "206"}}, IncompleteMedia),
+        # Odd answers that once escaped as requests' or Python's own exceptions:
+        ({"status": 307, "headers": {"Location": "file:///etc/passwd"}}, UpstreamError),
+        ({"status": 307, "headers": {"Location": "http://[::1/x"}}, UpstreamError),
+        ({"body": MP3, "headers": {"Content-Length": str(len(MP3)), "Content-Encoding": "gzip"}}, UpstreamError),
     ],
 )
 def test_upstream_faults_leave_nothing_on_the_volume(settings, redis, twilio, session, answer, error):
@@ -195,3 +207,48 @@ def test_only_urls_on_the_configured_origin_count_as_twilio(settings):
     ]
     assert [twilio_api.is_twilio_url(settings, url) for url in ours] == [True] * len(ours)
     assert [twilio_api.is_twilio_url(settings, url) for url in foreign] == [False] * len(foreign)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "{not json"},
+        {"json": [1, 2]},
+        {"json": None},
+        {"body": "[" * 100_000 + "]" * 100_000},
+    ],
+)
+def test_a_recording_resource_twilio_garbled_is_an_upstream_error(settings, redis, twilio, session, answer):
+    twilio.get(resource(settings), **answer)
+    with pytest.raises(UpstreamError):
+        fetch.fetch_recording(RE, "mp3", settings, redis, session)
+    assert not status.is_downloading(redis, RE, "mp3")
+
+
+@pytest.mark.parametrize("call_sid", ["../../etc", 12345, RE, None])
+def test_a_malformed_call_sid_in_the_resource_is_ignored(settings, redis, twilio, session, call_sid):
+    twilio.get(resource(settings), json={"sid": RE, "call_sid": call_sid, "status": "completed"})
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    assert fetch.fetch_recording(RE, "mp3", settings, redis, session).result == "downloaded"
+    assert storage.read_sidecar(settings.recordings_dir, RE, "mp3")["call_sid"] is None
+    assert not status.is_downloading(redis, RE, "mp3")
+
+
+def test_a_volume_that_refuses_the_temp_file_is_a_storage_error(settings, redis, twilio, session):
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    (settings.recordings_dir / ".tmp").write_text("")  # a file where the temp folder goes
+    with pytest.raises(StorageError):
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    assert not storage.is_cached(settings.recordings_dir, RE, "mp3")
+
+
+def test_a_sidecar_lost_after_the_media_landed_is_written_on_the_next_fetch(settings, redis, twilio, session):
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    sidecar = storage.sidecar_path(settings.recordings_dir, RE, "mp3")
+    expected = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
+    sidecar.unlink()  # as when the volume filled up between the media's rename and its sidecar
+    assert fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA).result == "cached"
+    healed = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
+    assert (healed["sha256"], healed["bytes"], healed["call_sid"]) == (expected["sha256"], len(MP3), CA)
+    assert media_gets(twilio, settings) == 1

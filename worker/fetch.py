@@ -6,6 +6,7 @@ fakeredis or real Redis and an injected HTTP session.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from redis.lock import Lock
 from . import metrics, status, storage, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
-from .sids import require_format, require_sid
+from .sids import is_sid, require_format, require_sid
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def fetch_recording(
     require_sid(recording_sid, "RE")
     require_format(fmt)
     root = settings.recordings_dir
-    if storage.is_cached(root, recording_sid, fmt):
+    if storage.is_cached(root, recording_sid, fmt) and storage.read_sidecar(root, recording_sid, fmt):
         return _already_cached(root, recording_sid, fmt, r)
     lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
     if not lock.acquire():
@@ -75,6 +76,8 @@ def fetch_recording(
     try:
         # Checked again under the lock: the previous holder may just have finished.
         if storage.is_cached(root, recording_sid, fmt):
+            if not storage.read_sidecar(root, recording_sid, fmt):
+                _rewrite_sidecar(settings, recording_sid, fmt, call_sid, recorded_at)
             return _already_cached(root, recording_sid, fmt, r)
         # Holding the lock, any temp file of this recording is a dead holder's.
         storage.remove_partial(root, recording_sid, fmt)
@@ -121,6 +124,10 @@ def _download(
     if call_sid is None:
         resource = twilio_api.get_recording(session, settings, recording_sid)
         call_sid = resource.get("call_sid")
+        if call_sid is not None and not is_sid(call_sid, "CA"):
+            # Never a path or a key: the recording is kept, without its call.
+            log.warning("download.bad_call_sid", extra={"recording_sid": recording_sid, "value": repr(call_sid)[:80]})
+            call_sid = None
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
     log.info(
@@ -144,20 +151,7 @@ def _download(
         on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
     )
     ms = (time.monotonic() - started) * 1000
-    storage.write_json_atomically(
-        storage.sidecar_path(settings.recordings_dir, recording_sid, fmt),
-        {
-            "recording_sid": recording_sid,
-            "call_sid": call_sid,
-            "account_sid": settings.twilio_account_sid,
-            "format": fmt,
-            "bytes": stored.bytes,
-            "sha256": stored.sha256,
-            "duration": (resource or {}).get("duration"),
-            "recorded_at": recorded_at or _recorded_at(resource),
-            "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-    )
+    _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
     if call_sid:
         link_call_and_legs(settings, call_sid, recording_sid, fmt)
     _forget_state(r, recording_sid, fmt)
@@ -176,6 +170,43 @@ def _download(
         },
     )
     return FetchOutcome(recording_sid, "downloaded", bytes=stored.bytes, ms=ms)
+
+
+def _write_sidecar(
+    settings: Settings,
+    recording_sid: str,
+    fmt: str,
+    call_sid: str | None,
+    stored: storage.StoredFile,
+    resource: dict | None,
+    recorded_at: str | None,
+) -> None:
+    storage.write_json_atomically(
+        storage.sidecar_path(settings.recordings_dir, recording_sid, fmt),
+        {
+            "recording_sid": recording_sid,
+            "call_sid": call_sid,
+            "account_sid": settings.twilio_account_sid,
+            "format": fmt,
+            "bytes": stored.bytes,
+            "sha256": stored.sha256,
+            "duration": (resource or {}).get("duration"),
+            "recorded_at": recorded_at or _recorded_at(resource),
+            "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _rewrite_sidecar(
+    settings: Settings, recording_sid: str, fmt: str, call_sid: str | None, recorded_at: str | None
+) -> None:
+    """The media landed but its sidecar did not (the volume failed in between): write it from the file."""
+    path = storage.media_path(settings.recordings_dir, recording_sid, fmt)
+    with path.open("rb") as media:
+        sha256 = hashlib.file_digest(media, "sha256").hexdigest()
+    stored = storage.StoredFile(path=path, bytes=path.stat().st_size, sha256=sha256)
+    _write_sidecar(settings, recording_sid, fmt, call_sid, stored, None, recorded_at)
+    log.warning("sidecar.rewritten", extra={"recording_sid": recording_sid, "format": fmt, "bytes": stored.bytes})
 
 
 def _recorded_at(resource: dict | None) -> str:

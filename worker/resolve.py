@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from twilio.rest import Client
 
 from . import storage
 from .config import Settings
-from .errors import RecordingNotFound
+from .errors import RecordingNotFound, UpstreamError
 from .sids import is_sid, require_sid
 from .twilio_api import call_twilio
 
 log = logging.getLogger(__name__)
+_UNDATED = datetime.min.replace(tzinfo=UTC)  # sorts before any dated recording
 
 
 @dataclass(frozen=True)
@@ -30,13 +32,18 @@ class CallRecording:
     recorded_at: str | None
 
 
+def _when(recording) -> datetime | None:
+    when = recording.start_time or recording.date_created
+    return when if isinstance(when, datetime) else None  # the twilio package keeps what it cannot parse
+
+
 def _latest_completed(client: Client, call_sid: str) -> CallRecording | None:
     recordings = call_twilio(client.recordings.list, call_sid=call_sid, limit=50)
     done = [rec for rec in recordings if rec.status == "completed" and is_sid(rec.sid, "RE")]
     if not done:
         return None
-    latest = max(done, key=lambda rec: rec.start_time or rec.date_created)
-    when = latest.start_time or latest.date_created
+    latest = max(done, key=lambda rec: _when(rec) or _UNDATED)
+    when = _when(latest)
     return CallRecording(latest.sid, call_sid, when.isoformat(timespec="seconds") if when else None)
 
 
@@ -56,7 +63,9 @@ def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecor
         parent = call.parent_call_sid
         if not parent:
             raise RecordingNotFound(f"call {call_sid} has no completed recording")
-        storage.record_leg(root, call_sid, require_sid(parent, "CA", "parent_call_sid"))
+        if not is_sid(parent, "CA"):
+            raise UpstreamError(f"Twilio gave call {call_sid} a malformed parent_call_sid: {str(parent)[:80]!r}")
+        storage.record_leg(root, call_sid, parent)
         log.info("call.leg_looked_up", extra={"call_sid": call_sid, "parent_call_sid": parent})
     found = _latest_completed(client, parent)
     if found is None:

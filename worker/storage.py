@@ -31,6 +31,25 @@ from .stream_io import BackgroundSha256, Writeback
 TMP_DIR = ".tmp"
 
 
+# What a volume answers when it cannot take a file: full, read-only, failing,
+# too big, not ours, or not a folder where one should be. The task retries later.
+VOLUME_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EROFS,
+        errno.EFBIG,
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOTDIR,
+        errno.ENOENT,
+        errno.EISDIR,
+        errno.ESTALE,
+    }
+)
+
+
 @dataclass(frozen=True)
 class StoredFile:
     """What a completed download left on the volume."""
@@ -81,9 +100,12 @@ def write_media(
     """Stream ``chunks`` to a temp file, verify, fsync and rename into place."""
     final = media_path(root, require_sid(recording_sid, "RE"), fmt)
     tmp_dir = root / TMP_DIR
-    tmp_dir.mkdir(parents=True, exist_ok=True)
     written, head = 0, b""
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"{recording_sid}.{fmt}.", suffix=".part")
+    try:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"{recording_sid}.{fmt}.", suffix=".part")
+    except OSError as exc:  # read-only, full, out of inodes, not a folder
+        raise StorageError(f"volume refused a temp file for {recording_sid}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as handle, BackgroundSha256() as digest:
             writeback = Writeback(fd)
@@ -109,7 +131,7 @@ def write_media(
         _fsync_dir(root)
     except OSError as exc:
         _unlink_quietly(tmp_name)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+        if exc.errno in VOLUME_ERRNOS:  # not, say, a ConnectionError from the chunks' source
             raise StorageError(f"volume refused {recording_sid}: {exc.strerror}") from exc
         raise
     except BaseException:
@@ -127,8 +149,11 @@ def _unlink_quietly(path: str | Path) -> None:
 
 def write_json_atomically(path: Path, data: dict) -> None:
     """Write a small JSON file so readers see the old or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as exc:
+        raise StorageError(f"volume refused {path.name}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(data, handle, sort_keys=True)
@@ -136,6 +161,9 @@ def write_json_atomically(path: Path, data: dict) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
         os.rename(tmp_name, path)
+    except OSError as exc:
+        _unlink_quietly(tmp_name)
+        raise StorageError(f"volume refused {path.name}: {exc.strerror}") from exc
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
@@ -177,9 +205,13 @@ def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
         if str(old.get("recorded_at", "")) > str(new.get("recorded_at", "")):
             return False
     tmp = root / TMP_DIR / f"{call_sid}.{fmt}.{os.getpid()}.{time.monotonic_ns()}.link"
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    os.symlink(f"{recording_sid}.{fmt}", tmp)
-    os.rename(tmp, link)
+    try:
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(f"{recording_sid}.{fmt}", tmp)
+        os.rename(tmp, link)
+    except OSError as exc:
+        _unlink_quietly(tmp)
+        raise StorageError(f"volume refused the link of {call_sid}: {exc.strerror}") from exc
     return True
 
 

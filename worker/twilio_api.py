@@ -100,8 +100,8 @@ class MediaStream:
             yield from self.response.iter_content(CHUNK_BYTES)
         except requests.exceptions.ChunkedEncodingError as exc:
             raise IncompleteMedia(f"media body ended early: {exc}") from exc
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise UpstreamError(f"media transfer broke: {exc}") from exc
+        except requests.RequestException as exc:  # a broken connection, a body that does not decode
+            raise UpstreamError(f"media transfer broke: {type(exc).__name__}: {exc}") from exc
         finally:
             self.response.close()
 
@@ -116,7 +116,7 @@ def open_media(session: requests.Session, settings: Settings, recording_sid: str
     timeout = (settings.download_connect_timeout, settings.download_read_timeout)
     try:
         response = session.get(url, stream=True, timeout=timeout)
-    except (requests.ConnectionError, requests.Timeout, requests.TooManyRedirects) as exc:
+    except (requests.RequestException, ValueError) as exc:  # ValueError: a redirect to an unparsable URL
         raise UpstreamError(f"media GET failed: {type(exc).__name__}") from exc
     if response.status_code == 404:
         response.close()
@@ -138,13 +138,19 @@ def get_recording(session: requests.Session, settings: Settings, recording_sid: 
     timeout = (settings.download_connect_timeout, settings.download_read_timeout)
     try:
         response = session.get(url, timeout=timeout)
-    except (requests.ConnectionError, requests.Timeout) as exc:
+    except (requests.RequestException, ValueError) as exc:
         raise UpstreamError(f"recording lookup failed: {type(exc).__name__}") from exc
     if response.status_code == 404:
         raise RecordingNotFound(f"Twilio does not know recording {recording_sid}")
     if response.status_code != 200:
         raise UpstreamError(f"recording lookup answered {response.status_code}")
-    return response.json()
+    try:
+        resource = response.json()
+    except (ValueError, RecursionError):
+        resource = None
+    if not isinstance(resource, dict):
+        raise UpstreamError(f"recording lookup of {recording_sid} answered something other than a JSON object")
+    return resource
 
 
 def make_client(settings: Settings) -> Client:
@@ -165,3 +171,6 @@ def call_twilio(func, *args, **kwargs):
         raise UpstreamError(f"Twilio answered {exc.status}") from exc
     except (TwilioException, requests.RequestException) as exc:
         raise UpstreamError(f"Twilio lookup failed: {type(exc).__name__}") from exc
+    except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+        # The twilio package builds its objects from whatever JSON came back.
+        raise UpstreamError(f"Twilio's answer was not understood: {type(exc).__name__}: {exc}") from exc

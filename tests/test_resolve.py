@@ -1,0 +1,81 @@
+"""Resolving a CallSid through Twilio's REST API when Twilio answers oddly."""
+
+from __future__ import annotations
+
+import pytest
+import responses
+
+from worker import resolve, twilio_api
+from worker.errors import RecordingNotFound, UpstreamError
+
+CA = "CA" + "3" * 32
+PARENT = "CA" + "4" * 32
+RE_OLD, RE_NEW = "RE" + "1" * 32, "RE" + "2" * 32
+
+
+@pytest.fixture
+def twilio(settings):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def recordings_url(settings) -> str:
+    return f"{twilio_api.account_url(settings)}/Recordings.json"
+
+
+def page(*records: dict) -> dict:
+    return {"recordings": list(records), "next_page_uri": None, "page": 0, "page_size": 50}
+
+
+def recording(sid: str, start_time, status: str = "completed") -> dict:
+    return {"sid": sid, "call_sid": CA, "status": status, "start_time": start_time, "date_created": None}
+
+
+def test_the_latest_completed_recording_wins(settings, twilio):
+    twilio.get(
+        recordings_url(settings),
+        json=page(
+            recording(RE_OLD, "Tue, 01 Sep 2026 10:00:00 +0000"), recording(RE_NEW, "Tue, 01 Sep 2026 11:00:00 +0000")
+        ),
+    )
+    found = resolve.resolve_call(CA, settings, twilio_api.make_client(settings))
+    assert (found.recording_sid, found.owner_call_sid) == (RE_NEW, CA)
+
+
+def test_a_recording_without_a_date_does_not_break_the_choice(settings, twilio):
+    twilio.get(
+        recordings_url(settings),
+        json=page(recording(RE_OLD, None), recording(RE_NEW, "Tue, 01 Sep 2026 11:00:00 +0000")),
+    )
+    found = resolve.resolve_call(CA, settings, twilio_api.make_client(settings))
+    assert found.recording_sid == RE_NEW
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"body": "{not json"},
+        {"json": [1, 2]},
+        {"json": {"recordings": None}},
+        {"json": {"recordings": [1, "x"]}},
+        {"json": page(recording(RE_OLD, "Tue, 31 Feb 2026 10:00:00 +0000"))},  # the twilio package raises
+    ],
+)
+def test_a_garbled_recordings_list_is_an_upstream_error(settings, twilio, answer):
+    twilio.get(recordings_url(settings), **answer)
+    with pytest.raises(UpstreamError):
+        resolve.resolve_call(CA, settings, twilio_api.make_client(settings))
+
+
+def test_a_malformed_parent_call_sid_is_an_upstream_error(settings, twilio):
+    twilio.get(recordings_url(settings), json=page())
+    twilio.get(f"{twilio_api.account_url(settings)}/Calls/{CA}.json", json={"sid": CA, "parent_call_sid": "../x"})
+    with pytest.raises(UpstreamError, match="parent_call_sid"):
+        resolve.resolve_call(CA, settings, twilio_api.make_client(settings))
+
+
+def test_a_call_without_parent_or_recording_is_not_found(settings, twilio):
+    twilio.get(recordings_url(settings), json=page())
+    twilio.get(f"{twilio_api.account_url(settings)}/Calls/{CA}.json", json={"sid": CA, "parent_call_sid": None})
+    with pytest.raises(RecordingNotFound):
+        resolve.resolve_call(CA, settings, twilio_api.make_client(settings))
