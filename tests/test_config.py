@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import ACCOUNT_SID, make_settings
 from worker import __main__ as worker_cli
-from worker.config import load_settings
+from worker.config import load_settings, merged_environment
 from worker.errors import ConfigError
 
 
@@ -165,3 +165,26 @@ def test_check_config_names_a_recordings_dir_that_cannot_be_created(tmp_path):
     settings = dataclasses.replace(settings, recordings_dir=blocker / "recordings")
     with pytest.raises(ConfigError, match="RECORDINGS_DIR cannot be created: .*a-file is not a folder"):
         worker_cli._check_config(settings, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("DOWNLOAD_READ_TIMEOUT", ".5", 0.5),
+        ("DOWNLOAD_READ_TIMEOUT", "10.", 10.0),
+        ("RETRY_BACKOFF_SECONDS", "1e-3", 0.001),
+        ("LOCK_TTL_SECONDS", "+2", 2.0),
+        ("PLAYBACK_URL_TTL", "+60", 60),
+        ("PLAYBACK_URL_TTL", "1_000", 1000),
+        ("CACHE_MAX_BYTES", str(2**50), 2**50),  # 1 PiB: 16 digits
+    ],
+)
+def test_numbers_python_reads_are_still_accepted(tmp_path, name, value, expected):
+    settings = make_settings(tmp_path, **{name: value})
+    assert getattr(settings, name.lower()) == expected
+
+
+def test_a_dotenv_folder_such_as_a_virtualenv_is_not_an_env_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").mkdir()
+    assert merged_environment({"HTTP_PORT": "9000"}) == {"HTTP_PORT": "9000"}

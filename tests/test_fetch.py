@@ -252,3 +252,33 @@ def test_a_sidecar_lost_after_the_media_landed_is_written_on_the_next_fetch(sett
     healed = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
     assert (healed["sha256"], healed["bytes"], healed["call_sid"]) == (expected["sha256"], len(MP3), CA)
     assert media_gets(twilio, settings) == 1
+
+
+def test_a_rewritten_sidecar_keeps_what_twilio_knows(settings, redis, twilio, session):
+    twilio.get(
+        resource(settings),
+        json={"sid": RE, "call_sid": CA, "status": "completed", "start_time": "Tue, 01 Sep 2026 10:00:00 +0000"},
+    )
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    fetch.fetch_recording(RE, "mp3", settings, redis, session)
+    storage.sidecar_path(settings.recordings_dir, RE, "mp3").unlink()
+    assert fetch.fetch_recording(RE, "mp3", settings, redis, session).result == "cached"
+    healed = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
+    assert (healed["call_sid"], healed["recorded_at"]) == (CA, "2026-09-01T10:00:00+00:00")
+
+
+def test_a_malformed_call_sid_from_a_task_is_replaced_by_twilios(settings, redis, twilio, session):
+    twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "completed"})
+    twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
+    assert fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid="../../etc").result == "downloaded"
+    assert storage.read_sidecar(settings.recordings_dir, RE, "mp3")["call_sid"] == CA
+
+
+def test_call_twilio_maps_what_the_package_raises_but_not_our_own_mistakes():
+    def garbled():
+        raise ValueError("day is out of range for month")
+
+    with pytest.raises(UpstreamError, match="not understood"):
+        twilio_api.call_twilio(garbled)
+    with pytest.raises(TypeError):
+        twilio_api.call_twilio(garbled, unexpected_keyword=1)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 
 import pytest
 
 from worker import storage, stream_io
-from worker.errors import IncompleteMedia, InvalidSid
+from worker.errors import IncompleteMedia, InvalidSid, StorageError
 
 RE1 = "RE" + "1" * 32
 RE2 = "RE" + "2" * 32
@@ -148,3 +149,35 @@ def test_stale_temp_files_are_removed(tmp_path):
     os.utime(old, (1, 1))
     assert storage.remove_stale_temp(tmp_path, older_than_seconds=60) == 1
     assert not old.exists() and new.exists()
+
+
+@pytest.mark.parametrize("error", [errno.EMFILE, errno.EROFS, errno.ENOTCONN])
+def test_any_volume_error_is_a_storage_error_and_leaves_no_temp_file(tmp_path, monkeypatch, error):
+    def refuse(fd):
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(storage.os, "fsync", refuse)
+    with pytest.raises(StorageError):
+        storage.write_media(tmp_path, RE1, "mp3", chunks(MP3), len(MP3))
+    monkeypatch.undo()
+    assert not storage.is_cached(tmp_path, RE1, "mp3")
+    assert list((tmp_path / ".tmp").iterdir()) == []
+
+
+def test_a_failing_cleanup_does_not_hide_the_storage_error(tmp_path, monkeypatch):
+    def read_only(*args):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(storage.os, "fsync", read_only)
+    monkeypatch.setattr(storage.os, "unlink", read_only)
+    with pytest.raises(StorageError, match="Read-only"):
+        storage.write_media(tmp_path, RE1, "mp3", chunks(MP3), len(MP3))
+
+
+def test_write_json_without_replace_keeps_what_is_there(tmp_path):
+    path = tmp_path / "x.json"
+    assert storage.write_json_atomically(path, {"a": 1})
+    assert not storage.write_json_atomically(path, {"a": 2}, replace=False)
+    assert storage.write_json_atomically(tmp_path / "y.json", {"b": 1}, replace=False)
+    assert (path.read_text(), (tmp_path / "y.json").read_text()) == ('{"a": 1}', '{"b": 1}')
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []

@@ -8,6 +8,7 @@ paths and secrets. Nothing else in the project reads ``os.environ``.
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -96,11 +97,12 @@ def _typed(env: Mapping[str, str], name: str, default: T, parse: Callable[[str],
 
 
 def _int(raw: str) -> int:
-    # ASCII digits only (int() also reads other scripts' digits), and at most
-    # 15 of them, so seconds still fit a time_t after * 1000.
-    if not re.fullmatch(r"-?[0-9]{1,15}", raw):
+    # ASCII only: int() also reads other scripts' digits. At most 10**18, which
+    # fits the 64-bit integers of nginx, Redis and time_t.
+    number = int(raw) if raw.isascii() else None
+    if number is None or abs(number) > 10**18:
         raise ValueError(f"expected a whole number, got {raw!r}")
-    return int(raw)
+    return number
 
 
 def _port(raw: str) -> int:
@@ -125,10 +127,12 @@ def _positive(raw: str) -> int:
 
 
 def _positive_float(raw: str) -> float:
-    # Plain decimals: float() also takes inf, nan and 1e400, which timeouts and TTLs cannot use.
-    if not re.fullmatch(r"[0-9]{1,9}(\.[0-9]{1,9})?", raw) or not float(raw) > 0:
-        raise ValueError(f"expected a number > 0 such as 2 or 0.5, got {raw!r}")
-    return float(raw)
+    # float() also takes inf, nan, 1e400 and other scripts' digits, which
+    # timeouts and TTLs cannot use; 10**9 seconds is over 30 years.
+    number = float(raw) if raw.isascii() else math.nan
+    if not (math.isfinite(number) and 0 < number <= 10**9):
+        raise ValueError(f"expected a number of seconds > 0 such as 2 or 0.5, got {raw!r}")
+    return number
 
 
 def _http_url(raw: str) -> str:
@@ -204,16 +208,17 @@ def merged_environment(environ: Mapping[str, str] | None = None) -> dict[str, st
     and the bench point it nowhere on purpose).
     """
     env = dict(os.environ if environ is None else environ)
-    env_file = Path(env.get("ENV_FILE", ".env"))
-    if not env_file.exists():
-        return env
+    named = env.get("ENV_FILE")
+    env_file = Path(named or ".env")
+    if not env_file.is_file():
+        if named and env_file.exists():
+            raise ConfigError(f"ENV_FILE is not a file: {env_file}")
+        return env  # no .env (or a folder of that name, such as a virtualenv)
     return {**_env_file_values(env_file), **env}
 
 
 def _env_file_values(env_file: Path) -> dict[str, str]:
     """``KEY=value`` lines of an env file, parsed by python-dotenv; ConfigError naming a bad line."""
-    if not env_file.is_file():
-        raise ConfigError(f"ENV_FILE is not a file: {env_file}")
     try:
         text = env_file.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:

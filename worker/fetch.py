@@ -66,8 +66,10 @@ def fetch_recording(
     """
     require_sid(recording_sid, "RE")
     require_format(fmt)
+    call_sid = _checked_call_sid(recording_sid, call_sid)
     root = settings.recordings_dir
-    if storage.is_cached(root, recording_sid, fmt) and storage.read_sidecar(root, recording_sid, fmt):
+    sidecar = storage.sidecar_path(root, recording_sid, fmt)
+    if storage.is_cached(root, recording_sid, fmt) and sidecar.exists():
         return _already_cached(root, recording_sid, fmt, r)
     lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
     if not lock.acquire():
@@ -76,8 +78,8 @@ def fetch_recording(
     try:
         # Checked again under the lock: the previous holder may just have finished.
         if storage.is_cached(root, recording_sid, fmt):
-            if not storage.read_sidecar(root, recording_sid, fmt):
-                _rewrite_sidecar(settings, recording_sid, fmt, call_sid, recorded_at)
+            if not sidecar.exists():
+                _rewrite_sidecar(settings, session, recording_sid, fmt, call_sid, recorded_at)
             return _already_cached(root, recording_sid, fmt, r)
         # Holding the lock, any temp file of this recording is a dead holder's.
         storage.remove_partial(root, recording_sid, fmt)
@@ -123,11 +125,7 @@ def _download(
     resource = None
     if call_sid is None:
         resource = twilio_api.get_recording(session, settings, recording_sid)
-        call_sid = resource.get("call_sid")
-        if call_sid is not None and not is_sid(call_sid, "CA"):
-            # Never a path or a key: the recording is kept, without its call.
-            log.warning("download.bad_call_sid", extra={"recording_sid": recording_sid, "value": repr(call_sid)[:80]})
-            call_sid = None
+        call_sid = _checked_call_sid(recording_sid, resource.get("call_sid"))
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
     log.info(
@@ -180,8 +178,9 @@ def _write_sidecar(
     stored: storage.StoredFile,
     resource: dict | None,
     recorded_at: str | None,
-) -> None:
-    storage.write_json_atomically(
+    replace: bool = True,
+) -> bool:
+    return storage.write_json_atomically(
         storage.sidecar_path(settings.recordings_dir, recording_sid, fmt),
         {
             "recording_sid": recording_sid,
@@ -194,19 +193,41 @@ def _write_sidecar(
             "recorded_at": recorded_at or _recorded_at(resource),
             "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         },
+        replace=replace,
     )
 
 
+def _checked_call_sid(recording_sid: str, call_sid: object) -> str | None:
+    """``call_sid`` when it is a CallSid; anything else (from Twilio's JSON or a
+    task's arguments) is dropped with a warning: it would become a path and a key."""
+    if call_sid is None or is_sid(call_sid, "CA"):
+        return call_sid  # type: ignore[return-value]
+    log.warning("download.bad_call_sid", extra={"recording_sid": recording_sid, "value": repr(call_sid)[:80]})
+    return None
+
+
 def _rewrite_sidecar(
-    settings: Settings, recording_sid: str, fmt: str, call_sid: str | None, recorded_at: str | None
+    settings: Settings,
+    session: requests.Session,
+    recording_sid: str,
+    fmt: str,
+    call_sid: str | None,
+    recorded_at: str | None,
 ) -> None:
-    """The media landed but its sidecar did not (the volume failed in between): write it from the file."""
+    """The media landed but its sidecar did not (the volume failed in between): write it from the file.
+
+    Under the lock; it never replaces a sidecar that appeared meanwhile.
+    """
+    resource = None
+    if call_sid is None:
+        resource = twilio_api.get_recording(session, settings, recording_sid)
+        call_sid = _checked_call_sid(recording_sid, resource.get("call_sid"))
     path = storage.media_path(settings.recordings_dir, recording_sid, fmt)
     with path.open("rb") as media:
         sha256 = hashlib.file_digest(media, "sha256").hexdigest()
     stored = storage.StoredFile(path=path, bytes=path.stat().st_size, sha256=sha256)
-    _write_sidecar(settings, recording_sid, fmt, call_sid, stored, None, recorded_at)
-    log.warning("sidecar.rewritten", extra={"recording_sid": recording_sid, "format": fmt, "bytes": stored.bytes})
+    if _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at, replace=False):
+        log.warning("sidecar.rewritten", extra={"recording_sid": recording_sid, "format": fmt, "bytes": stored.bytes})
 
 
 def _recorded_at(resource: dict | None) -> str:

@@ -15,7 +15,6 @@ verified, fsynced temp file, so nginx never serves a partial recording.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import tempfile
@@ -29,25 +28,6 @@ from .sids import require_format, require_playable_sid, require_sid
 from .stream_io import BackgroundSha256, Writeback
 
 TMP_DIR = ".tmp"
-
-
-# What a volume answers when it cannot take a file: full, read-only, failing,
-# too big, not ours, or not a folder where one should be. The task retries later.
-VOLUME_ERRNOS = frozenset(
-    {
-        errno.ENOSPC,
-        errno.EDQUOT,
-        errno.EIO,
-        errno.EROFS,
-        errno.EFBIG,
-        errno.EACCES,
-        errno.EPERM,
-        errno.ENOTDIR,
-        errno.ENOENT,
-        errno.EISDIR,
-        errno.ESTALE,
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -131,9 +111,9 @@ def write_media(
         _fsync_dir(root)
     except OSError as exc:
         _unlink_quietly(tmp_name)
-        if exc.errno in VOLUME_ERRNOS:  # not, say, a ConnectionError from the chunks' source
-            raise StorageError(f"volume refused {recording_sid}: {exc.strerror}") from exc
-        raise
+        if isinstance(exc, ConnectionError | TimeoutError):  # the chunks' source, not the volume
+            raise
+        raise StorageError(f"volume refused {recording_sid}: {exc.strerror or exc}") from exc
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
@@ -141,14 +121,19 @@ def write_media(
 
 
 def _unlink_quietly(path: str | Path) -> None:
+    """Best-effort cleanup: on a volume that just failed, unlink may fail too,
+    and must not replace the error being reported (stale temp files are swept later)."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except OSError:
         pass
 
 
-def write_json_atomically(path: Path, data: dict) -> None:
-    """Write a small JSON file so readers see the old or the new one, never half."""
+def write_json_atomically(path: Path, data: dict, replace: bool = True) -> bool:
+    """Write a small JSON file so readers see the old or the new one, never half.
+
+    With ``replace=False`` an existing file is kept; returns whether ``data`` was written.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -160,13 +145,21 @@ def write_json_atomically(path: Path, data: dict) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)
-        os.rename(tmp_name, path)
+        if replace:
+            os.rename(tmp_name, path)
+        else:
+            os.link(tmp_name, path)  # FileExistsError when someone wrote it meanwhile
+            _unlink_quietly(tmp_name)
+    except FileExistsError:
+        _unlink_quietly(tmp_name)
+        return False
     except OSError as exc:
         _unlink_quietly(tmp_name)
         raise StorageError(f"volume refused {path.name}: {exc.strerror}") from exc
     except BaseException:
         _unlink_quietly(tmp_name)
         raise
+    return True
 
 
 def read_sidecar(root: Path, recording_sid: str, fmt: str) -> dict | None:

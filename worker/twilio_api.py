@@ -172,5 +172,7 @@ def call_twilio(func, *args, **kwargs):
     except (TwilioException, requests.RequestException) as exc:
         raise UpstreamError(f"Twilio lookup failed: {type(exc).__name__}") from exc
     except (ValueError, TypeError, AttributeError, KeyError, RecursionError) as exc:
+        if exc.__traceback__ is not None and exc.__traceback__.tb_next is None:
+            raise  # raised by the call itself (our arguments), not inside the twilio package
         # The twilio package builds its objects from whatever JSON came back.
         raise UpstreamError(f"Twilio's answer was not understood: {type(exc).__name__}: {exc}") from exc
