@@ -1,4 +1,4 @@
-"""Resolving a CallSid through Twilio's REST API when Twilio answers oddly."""
+"""Twilio list answers the worker trusts least: resolving a CallSid, reconcile and backfill."""
 
 from __future__ import annotations
 
@@ -79,3 +79,20 @@ def test_a_call_without_parent_or_recording_is_not_found(settings, twilio):
     twilio.get(f"{twilio_api.account_url(settings)}/Calls/{CA}.json", json={"sid": CA, "parent_call_sid": None})
     with pytest.raises(RecordingNotFound):
         resolve.resolve_call(CA, settings, twilio_api.make_client(settings))
+
+
+def test_reconcile_and_backfill_skip_a_listed_recording_with_a_malformed_sid(settings, twilio, redis):
+    from datetime import UTC, datetime
+
+    from worker import backfill, reconcile
+    from worker.celery_app import QUEUE, create_celery
+
+    good = recording(RE_NEW, "Tue, 01 Sep 2026 11:00:00 +0000")
+    twilio.get(recordings_url(settings), json=page(recording("../../etc", None), good))
+    client, celery = twilio_api.make_client(settings), create_celery(settings)
+    report = reconcile.reconcile(settings, redis, client, celery)
+    assert (report.listed, report.enqueued) == (2, 1)
+    redis.delete(QUEUE, f"rc:queued:{RE_NEW}.{settings.recording_format}")
+    filled = backfill.backfill(settings, redis, client, celery, since=datetime(2026, 1, 1, tzinfo=UTC))
+    assert (filled.found, filled.skipped, filled.enqueued) == (2, 1, 1)
+    assert redis.llen(QUEUE) == 1

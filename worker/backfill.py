@@ -16,6 +16,7 @@ from twilio.rest import Client
 
 from . import queue, storage
 from .config import Settings
+from .sids import is_sid
 from .twilio_api import call_twilio
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,7 @@ def backfill(
     pages = call_twilio(client.recordings.stream, **filters)  # lazy: one page at a time
     while (rec := call_twilio(next, pages, None)) is not None:
         report.found += 1
-        if rec.status != "completed":
+        if rec.status != "completed" or not is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
             report.skipped += 1
         elif storage.is_cached(root, rec.sid, fmt):
             report.already_cached += 1

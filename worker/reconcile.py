@@ -20,6 +20,7 @@ from twilio.rest import Client
 
 from . import queue, storage
 from .config import Settings
+from .sids import is_sid
 from .twilio_api import call_twilio
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def reconcile(settings: Settings, r: redis.Redis, client: Client | None, celery:
         since = datetime.now(UTC) - timedelta(hours=settings.reconcile_lookback_hours)
         for rec in call_twilio(client.recordings.list, date_created_after=since, page_size=1000):
             report.listed += 1
-            if rec.status == "completed":
+            if rec.status == "completed" and is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
                 wanted.setdefault(rec.sid, rec.call_sid)
     for sid, call_sid in wanted.items():
         if storage.is_cached(root, sid, fmt):
