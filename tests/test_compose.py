@@ -455,13 +455,15 @@ def test_web_health_accepts_a_read_only_volume_but_not_a_down_redis(client, sett
     assert healthcheck.web_problem(503, None)
 
 
-def test_healthz_fails_when_a_writable_volume_is_not_writable(client, monkeypatch):
+def test_healthz_fails_when_a_writable_volume_is_not_writable(client, app, monkeypatch):
     import web.health
 
     monkeypatch.setattr(web.health.os, "access", lambda path, mode: not mode & os.W_OK)
     answer = client.get("/healthz")
     assert answer.status_code == 503
     assert "writable" in answer.get_json()["volume"]
+    # /healthz is public: the problem is named, the path only logged.
+    assert str(app.extensions["recording_cache"].settings.recordings_dir) not in answer.get_data(as_text=True)
 
 
 # ---- configuration ------------------------------------------------------------

@@ -167,6 +167,29 @@ def test_miss_answers_202_then_the_hit_follows(stack):
     assert hashlib.sha256(response.content).hexdigest() == call["recordings"][0]["mp3"]["sha256"]
 
 
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda url: url.replace("/recordings/RE", "/recordings/R%45"),  # a client that percent-encodes
+        lambda url: url.replace("/recordings/", "/recordings//"),
+        lambda url: url + "=",  # base64 padding on sig, which secure_link accepts
+    ],
+    ids=["encoded", "double-slash", "padded-sig"],
+)
+def test_a_miss_accepts_every_url_a_hit_accepts(stack, variant):
+    call = stack.sim("POST", "/_sim/calls", json={"size": 65536}).json()
+    url = variant(signed(stack, call["recording_sid"]))
+
+    def status() -> int:
+        request = requests.Request("GET", url).prepare()
+        request.url = url  # as sent: requests would decode %45 back to E
+        with requests.Session() as session:
+            return session.send(request, timeout=5).status_code
+
+    assert status() == 202  # a miss, checked by the web tier
+    assert wait_for(lambda: status() == 200, 30, "the hit, checked by nginx")
+
+
 def test_thirty_concurrent_range_requests_make_one_upstream_get(stack):
     call = stack.sim("POST", "/_sim/calls", json={"size": SIZE, "throughput": SIZE}).json()  # ~1 s download
     sid = call["recording_sid"]
@@ -223,7 +246,10 @@ def api(stack, method: str, path: str, token: str | None = "ok") -> requests.Res
 
 
 def test_api_describes_a_cached_recording_with_a_playable_url(stack, cached):
-    info = api(stack, "GET", f"/api/recordings/{cached['sid']}").json()
+    answer = api(stack, "GET", f"/api/recordings/{cached['sid']}")
+    assert answer.headers["Cache-Control"] == "no-store"  # it holds a signed URL
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    info = answer.json()
     assert info["status"] == "cached"
     assert info["recording_sid"] == cached["sid"]
     assert info["call_sid"] == cached["call"]["call_sid"]
@@ -238,7 +264,24 @@ def test_api_by_call_sid(stack, cached):
 
 @pytest.mark.parametrize(("token", "status"), [(None, 401), ("wrong", 403)])
 def test_api_requires_the_token(stack, cached, token, status):
-    assert api(stack, "GET", f"/api/recordings/{cached['sid']}", token).status_code == status
+    answer = api(stack, "GET", f"/api/recordings/{cached['sid']}", token)
+    assert answer.status_code == status
+    assert "error" in answer.json()
+    if status == 401:
+        assert answer.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_a_method_the_api_does_not_take_is_405_with_allow(stack, cached):
+    answer = api(stack, "DELETE", f"/api/recordings/{cached['sid']}")
+    assert answer.status_code == 405
+    assert "GET" in answer.headers["Allow"] and "error" in answer.json()
+
+
+def test_a_redirect_does_not_echo_a_spoofed_host(stack):
+    # nginx answers /api with a 301 to /api/; an absolute Location would carry the client's Host.
+    answer = requests.get(stack.http_url + "/api", headers={"Host": "evil.example"}, allow_redirects=False, timeout=5)
+    assert answer.status_code == 301
+    assert answer.headers["Location"] == "/api/"
 
 
 def test_api_unknown_sid_gives_a_url_before_the_file_exists(stack):

@@ -6,6 +6,8 @@ import hmac
 import logging
 
 from flask import Blueprint, abort, jsonify, request
+from werkzeug.datastructures import WWWAuthenticate
+from werkzeug.exceptions import Unauthorized
 
 from worker import catalog, queue
 from worker.sids import require_format, require_playable_sid
@@ -14,6 +16,7 @@ from . import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api")
+_BEARER = WWWAuthenticate("Bearer", {"realm": "recording-cache"})
 
 
 @bp.before_request
@@ -22,9 +25,16 @@ def require_token() -> None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
-        abort(401, "send Authorization: Bearer <API_TOKEN>")
+        raise Unauthorized("send Authorization: Bearer <API_TOKEN>", www_authenticate=_BEARER)
     if not hmac.compare_digest(token.encode(), services().settings.api_token.encode()):
         abort(403, "wrong API token")
+
+
+@bp.after_request
+def not_cached(response):
+    """Answers carry freshly signed playback URLs: no cache keeps them."""
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _format() -> str:

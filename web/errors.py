@@ -32,4 +32,9 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
-        return jsonify(error=exc.description or exc.name), exc.code
+        response = jsonify(error=exc.description or exc.name)
+        # Keep what the status needs besides the body: Allow on a 405, WWW-Authenticate on a 401.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
+        return response, exc.code

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from flask import Blueprint, Response, jsonify
@@ -13,6 +14,7 @@ from worker.celery_app import QUEUE
 
 from . import services
 
+log = logging.getLogger(__name__)
 bp = Blueprint("health", __name__)
 
 
@@ -36,14 +38,18 @@ def _volume_check(root) -> str:
     A volume mounted read-only on purpose (the web container under compose:
     only the worker writes) passes when it is readable.
     """
+    # /healthz is public: the answer names the problem, the log names the path.
     try:
         read_only = bool(os.statvfs(root).f_flag & os.ST_RDONLY)
     except OSError:
-        return f"error: {root} is missing"
+        log.warning("healthz.volume", extra={"path": str(root), "problem": "missing"})
+        return "error: RECORDINGS_DIR is missing"
     wanted = os.R_OK | os.X_OK if read_only else os.W_OK | os.X_OK
     if root.is_dir() and os.access(root, wanted):
         return "ok"
-    return f"error: {root} is not a {'readable' if read_only else 'writable'} folder"
+    problem = f"not a {'readable' if read_only else 'writable'} folder"
+    log.warning("healthz.volume", extra={"path": str(root), "problem": problem})
+    return f"error: RECORDINGS_DIR is {problem}"
 
 
 class RedisStateCollector:

@@ -43,4 +43,5 @@ def verify(path: str, expires: str | None, sig: str | None, key: str, now: float
         return False
     if int(expires) < int(now if now is not None else time.time()):
         return False
-    return hmac.compare_digest(signature(path, int(expires), key), sig)
+    # nginx's secure_link decodes base64, so it also takes the "=" padding signature() leaves off.
+    return hmac.compare_digest(signature(path, int(expires), key), sig.rstrip("="))
