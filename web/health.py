@@ -38,16 +38,16 @@ def _volume_check(root) -> str:
     A volume mounted read-only on purpose (the web container under compose:
     only the worker writes) passes when it is readable.
     """
-    # /healthz is public: the answer names the problem, the log names the path.
     try:
         read_only = bool(os.statvfs(root).f_flag & os.ST_RDONLY)
     except OSError:
-        log.warning("healthz.volume", extra={"path": str(root), "problem": "missing"})
-        return "error: RECORDINGS_DIR is missing"
-    wanted = os.R_OK | os.X_OK if read_only else os.W_OK | os.X_OK
-    if root.is_dir() and os.access(root, wanted):
-        return "ok"
-    problem = f"not a {'readable' if read_only else 'writable'} folder"
+        problem = "missing"
+    else:
+        wanted = os.R_OK | os.X_OK if read_only else os.W_OK | os.X_OK
+        if root.is_dir() and os.access(root, wanted):
+            return "ok"
+        problem = f"not a {'readable' if read_only else 'writable'} folder"
+    # /healthz is public: the answer names the problem, the log names the path.
     log.warning("healthz.volume", extra={"path": str(root), "problem": problem})
     return f"error: RECORDINGS_DIR is {problem}"
 

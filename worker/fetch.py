@@ -124,8 +124,7 @@ def _download(
 ) -> FetchOutcome:
     resource = None
     if call_sid is None:
-        resource = twilio_api.get_recording(session, settings, recording_sid)
-        call_sid = _checked_call_sid(recording_sid, resource.get("call_sid"))
+        resource, call_sid = _recording_and_call(session, settings, recording_sid)
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
     log.info(
@@ -206,6 +205,12 @@ def _checked_call_sid(recording_sid: str, call_sid: object) -> str | None:
     return None
 
 
+def _recording_and_call(session: requests.Session, settings: Settings, recording_sid: str) -> tuple[dict, str | None]:
+    """Twilio's Recording resource and the CallSid it names, when that is one."""
+    resource = twilio_api.get_recording(session, settings, recording_sid)
+    return resource, _checked_call_sid(recording_sid, resource.get("call_sid"))
+
+
 def _rewrite_sidecar(
     settings: Settings,
     session: requests.Session,
@@ -220,8 +225,7 @@ def _rewrite_sidecar(
     """
     resource = None
     if call_sid is None:
-        resource = twilio_api.get_recording(session, settings, recording_sid)
-        call_sid = _checked_call_sid(recording_sid, resource.get("call_sid"))
+        resource, call_sid = _recording_and_call(session, settings, recording_sid)
     path = storage.media_path(settings.recordings_dir, recording_sid, fmt)
     with path.open("rb") as media:
         sha256 = hashlib.file_digest(media, "sha256").hexdigest()

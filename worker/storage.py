@@ -19,7 +19,8 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,11 +82,9 @@ def write_media(
     final = media_path(root, require_sid(recording_sid, "RE"), fmt)
     tmp_dir = root / TMP_DIR
     written, head = 0, b""
-    try:
+    with _volume_errors(f"a temp file for {recording_sid}"):  # read-only, full, out of inodes, not a folder
         tmp_dir.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix=f"{recording_sid}.{fmt}.", suffix=".part")
-    except OSError as exc:  # read-only, full, out of inodes, not a folder
-        raise StorageError(f"volume refused a temp file for {recording_sid}: {exc.strerror}") from exc
     try:
         with os.fdopen(fd, "wb") as handle, BackgroundSha256() as digest:
             writeback = Writeback(fd)
@@ -120,6 +119,15 @@ def write_media(
     return StoredFile(path=final, bytes=written, sha256=sha256)
 
 
+@contextmanager
+def _volume_errors(what: str) -> Iterator[None]:
+    """Whatever the volume says (full, read-only, EIO…) becomes a StorageError: the task retries later."""
+    try:
+        yield
+    except OSError as exc:
+        raise StorageError(f"volume refused {what}: {exc.strerror or exc}") from exc
+
+
 def _unlink_quietly(path: str | Path) -> None:
     """Best-effort cleanup: on a volume that just failed, unlink may fail too,
     and must not replace the error being reported (stale temp files are swept later)."""
@@ -134,32 +142,26 @@ def write_json_atomically(path: Path, data: dict, replace: bool = True) -> bool:
 
     With ``replace=False`` an existing file is kept; returns whether ``data`` was written.
     """
-    try:
+    with _volume_errors(path.name):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    except OSError as exc:
-        raise StorageError(f"volume refused {path.name}: {exc.strerror}") from exc
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        if replace:
-            os.rename(tmp_name, path)
-        else:
-            os.link(tmp_name, path)  # FileExistsError when someone wrote it meanwhile
-            _unlink_quietly(tmp_name)
-    except FileExistsError:
-        _unlink_quietly(tmp_name)
-        return False
-    except OSError as exc:
-        _unlink_quietly(tmp_name)
-        raise StorageError(f"volume refused {path.name}: {exc.strerror}") from exc
-    except BaseException:
-        _unlink_quietly(tmp_name)
-        raise
-    return True
+        with _volume_errors(path.name):
+            with os.fdopen(fd, "w") as handle:
+                json.dump(data, handle, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp_name, 0o644)
+            if replace:
+                os.rename(tmp_name, path)
+                return True
+            try:
+                os.link(tmp_name, path)
+            except FileExistsError:  # someone wrote it meanwhile
+                return False
+            return True
+    finally:
+        _unlink_quietly(tmp_name)  # gone after a rename; the second name after a link
 
 
 def read_sidecar(root: Path, recording_sid: str, fmt: str) -> dict | None:
@@ -199,12 +201,13 @@ def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
             return False
     tmp = root / TMP_DIR / f"{call_sid}.{fmt}.{os.getpid()}.{time.monotonic_ns()}.link"
     try:
-        tmp.parent.mkdir(parents=True, exist_ok=True)
-        os.symlink(f"{recording_sid}.{fmt}", tmp)
-        os.rename(tmp, link)
-    except OSError as exc:
+        with _volume_errors(f"the link of {call_sid}"):
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(f"{recording_sid}.{fmt}", tmp)
+            os.rename(tmp, link)
+    except StorageError:
         _unlink_quietly(tmp)
-        raise StorageError(f"volume refused the link of {call_sid}: {exc.strerror}") from exc
+        raise
     return True
 
 

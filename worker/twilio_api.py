@@ -68,7 +68,7 @@ def is_twilio_url(settings: Settings, url: str) -> bool:
     """True when ``url`` is on the configured Twilio origin (for logging webhooks)."""
     # Every genuine callback's RecordingUrl starts with the origin and "/":
     # that test alone costs a webhook a tenth of what two urlsplit() calls do.
-    if url.startswith(settings.twilio_api_base_url.rstrip("/") + "/"):
+    if url.startswith(settings.twilio_api_base_url + "/"):  # Settings strips its trailing "/"
         return True
     try:
         theirs = urlsplit(url)
