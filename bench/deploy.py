@@ -45,7 +45,6 @@ ANCHORS = """
     # ---- bench-only anchors (bench/deploy.py); same http-level settings as above ----
     server {{  # plain static files: no secure_link, no regex, no add_header; the hit location's access_log lines
         listen {static_port} reuseport;
-        set $playback_sid "";
         location /recordings/ {{
             alias {recordings_dir}/;
             {hit_logs}
@@ -58,7 +57,6 @@ ANCHORS = """
     }}
     server {{  # the seed pattern: playback proxied to Flask send_file under gunicorn
         listen {seed_port} reuseport;
-        set $playback_sid "";
         {proxy}
         location /recordings/ {{ proxy_pass http://bench_seed; }}
         location / {{ return 404; }}
@@ -70,7 +68,6 @@ ANCHORS = """
     server {{  # a bare Flask 204 app under the same gunicorn settings
         listen {bare_port} reuseport;
         client_max_body_size 64k;
-        set $playback_sid "";
         {proxy}
         location /twilio/ {{ proxy_pass http://bench_bare; }}
         location / {{ return 404; }}

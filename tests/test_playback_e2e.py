@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -165,6 +166,26 @@ def test_miss_answers_202_then_the_hit_follows(stack):
     assert first.json()["status"] == "pending"
     response = wait_playable(stack, sid)
     assert hashlib.sha256(response.content).hexdigest() == call["recordings"][0]["mp3"]["sha256"]
+
+
+def test_access_log_names_the_sid_and_the_cache_outcome(stack, cached):
+    miss_sid = stack.sim("POST", "/_sim/calls", json={"size": 65536}).json()["recording_sid"]
+    assert requests.get(signed(stack, miss_sid), timeout=5).status_code == 202
+    assert requests.get(signed(stack, cached["sid"]), headers={"Range": "bytes=0-1"}, timeout=5).status_code == 206
+    assert requests.get(stack.http_url + "/healthz", timeout=5).status_code == 200
+
+    def lines() -> list[dict]:
+        log = stack.procs["nginx"].log().splitlines()
+        return [json.loads(line) for line in log if line.startswith('{"ts"')]
+
+    wait_for(lambda: any(line["path"] == "/healthz" for line in lines()), 5, "the healthz line")
+    misses = [line for line in lines() if line["sid"] == miss_sid]
+    assert [(line["status"], line["cache"]) for line in misses] == [(202, "miss")]
+    hits = [line for line in lines() if line["sid"] == cached["sid"] and line["range"] == "bytes=0-1"]
+    assert hits and all((line["status"], line["cache"]) == (206, "hit") for line in hits)
+    health = [line for line in lines() if line["path"] == "/healthz"]
+    assert [(line["sid"], line["cache"]) for line in health] == [("", "")] * len(health)
+    assert "uninitialized" not in stack.procs["nginx"].log()
 
 
 @pytest.mark.parametrize(
