@@ -17,14 +17,23 @@ VOLATILE_HEADERS = {"id", "root_id"}
 VOLATILE_PROPERTIES = {"correlation_id", "delivery_tag"}
 
 
-def test_fast_publish_matches_kombus_envelope(tmp_path, real_redis, real_redis_server):
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("recordings.fetch", ["RE" + "0" * 32, "mp3", "CA" + "1" * 32, None]),
+        ("recordings.fetch", ["RE" + "0" * 32, "mp3", None, "2026-11-28T10:00:00+00:00"]),
+        # Text JSON and repr must escape (the template fills its holes by hand).
+        ("recordings.fetch_call", ['CA"\\@@body@@é\n', "wav"]),
+    ],
+)
+def test_fast_publish_matches_kombus_envelope(tmp_path, real_redis, real_redis_server, name, args):
     celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
-    args = ["RE" + "0" * 32, "mp3", "CA" + "1" * 32, None]
     try:
-        celery.send_task("recordings.fetch", args=args, argsrepr=repr(args), kwargsrepr="{}")
+        celery.send_task(name, args=args, argsrepr=repr(args), kwargsrepr="{}")
         kombu = json.loads(real_redis.rpop("recordings"))
         publisher = FastPublisher(celery, real_redis)
-        assert publisher.claim_and_push("RE" + "0" * 32, "mp3", "recordings.fetch", args, ("completed", args[2]))
+        publisher.message(name, ["RE" + "9" * 32, "mp3"])  # the template is built once, then reused
+        assert publisher.claim_and_push("RE" + "0" * 32, "mp3", name, args, ("completed", "CA" + "1" * 32))
         ours = json.loads(real_redis.rpop("recordings"))
     finally:
         celery.close()
