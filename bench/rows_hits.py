@@ -16,7 +16,7 @@ RANGE = "bytes=0-65535"
 MIB = 1 << 20
 
 
-def _hit_setup(ctx: Context) -> tuple[Deployment, Path]:
+def hit_setup(ctx: Context) -> tuple[Deployment, Path]:
     """Recordings of 1 MiB on the volume and a file of their signed paths (made once)."""
     dep = ctx.main()
     if "hit_paths" not in ctx.cache:
@@ -31,7 +31,7 @@ def _hit_setup(ctx: Context) -> tuple[Deployment, Path]:
     return dep, ctx.cache["hit_paths"]
 
 
-def _hits(dep: Deployment, port: int, paths: Path, seconds: float, extra: str | None = None) -> WrkRun:
+def wrk_hits(dep: Deployment, port: int, paths: Path, seconds: float, extra: str | None = None) -> WrkRun:
     def pids() -> list[int]:
         return dep.pids("nginx") + (dep.pids(extra) if extra else [])
 
@@ -45,24 +45,24 @@ def _clean(run: WrkRun) -> bool:
 def signed_hits(ctx: Context) -> WrkRun:
     """The signed-hit measurement of row 1, or a fresh one when row 1 did not run."""
     if "signed_hits" not in ctx.cache:
-        dep, paths = _hit_setup(ctx)
-        _hits(dep, dep.stack.http_port, paths, ctx.budget.warmup_seconds)
-        ctx.cache["signed_hits"] = _hits(dep, dep.stack.http_port, paths, ctx.budget.hit_seconds)
+        dep, paths = hit_setup(ctx)
+        wrk_hits(dep, dep.stack.http_port, paths, ctx.budget.warmup_seconds)
+        ctx.cache["signed_hits"] = wrk_hits(dep, dep.stack.http_port, paths, ctx.budget.hit_seconds)
     return ctx.cache["signed_hits"]
 
 
 def row_hit_vs_static(ctx: Context, result: RowResult) -> None:
     """Row 1: same nginx, same files; secure_link location vs a plain static server block."""
     budget = ctx.budget
-    dep, paths = _hit_setup(ctx)
+    dep, paths = hit_setup(ctx)
     for port in (dep.stack.http_port, dep.static_port):  # page cache and open_file_cache
-        _hits(dep, port, paths, budget.warmup_seconds)
+        wrk_hits(dep, port, paths, budget.warmup_seconds)
     signed, static = WrkRun(), WrkRun()
     per_run = budget.hit_seconds / budget.hit_rounds
     sides = [(signed, dep.stack.http_port), (static, dep.static_port)]
     for index in range(budget.hit_rounds):  # alternate, swapping who goes first, so drift hits both alike
         for total, port in sides if index % 2 == 0 else sides[::-1]:
-            total.add(_hits(dep, port, paths, per_run))
+            total.add(wrk_hits(dep, port, paths, per_run))
     ctx.cache["signed_hits"] = signed
     clean = _clean(signed) and _clean(static)
     result.checks.append(
@@ -102,7 +102,7 @@ def row_hit_vs_static(ctx: Context, result: RowResult) -> None:
 def row_hit_vs_seed(ctx: Context, result: RowResult) -> None:
     """Row 2: signed hits vs the seed pattern (Flask send_file under gunicorn, behind the same nginx)."""
     budget = ctx.budget
-    dep, paths = _hit_setup(ctx)
+    dep, paths = hit_setup(ctx)
     signed = signed_hits(ctx)
     dep.start_anchor("seed-web", "bench.anchor_apps:seed_app", dep.seed_web_port)
     try:
@@ -110,8 +110,8 @@ def row_hit_vs_seed(ctx: Context, result: RowResult) -> None:
         reply = requests.get(dep.url(dep.seed_port) + first, headers={"Range": RANGE}, timeout=5)
         if reply.status_code != 206 or len(reply.content) != 65536:
             raise RuntimeError(f"seed anchor answered {reply.status_code}")
-        _hits(dep, dep.seed_port, paths, budget.warmup_seconds, "seed-web")
-        seed = _hits(dep, dep.seed_port, paths, budget.hit_seconds, "seed-web")
+        wrk_hits(dep, dep.seed_port, paths, budget.warmup_seconds, "seed-web")
+        seed = wrk_hits(dep, dep.seed_port, paths, budget.hit_seconds, "seed-web")
     finally:
         dep.stop("seed-web")
     clean = _clean(signed) and _clean(seed)

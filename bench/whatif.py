@@ -1,6 +1,6 @@
 """What-if experiments behind the proposed fixes for missed targets (not part of ``make bench``).
 
-    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download]
+    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download] [hit-path] [redis-client]
 
 Each experiment measures the project as it is next to a bench-local copy with
 one change, on the same machine in the same run, and writes
@@ -34,13 +34,15 @@ from bench.anchor_apps import FLOOR_LIST  # noqa: E402
 from bench.context import Budget, Context  # noqa: E402
 from bench.deploy import Deployment  # noqa: E402
 from bench.report import say  # noqa: E402
+from bench.rows_hits import hit_setup, wrk_hits  # noqa: E402
 from bench.rows_pipeline import create_call, media_url  # noqa: E402
 from bench.rows_scale import hits  # noqa: E402
 from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
 from bench.webhook_cpu import bodies_needed  # noqa: E402
-from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
+from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
+from worker.publish import CLAIM_AND_PUSH  # noqa: E402
 
 SPOOL_DESIGN = "spool design: the view as is, a spool write for its EVALSHA, + forwarder"
 # (label, gunicorn app; None for the stack's own web process)
@@ -268,9 +270,106 @@ def exp_download(ctx: Context, mib: int = 200) -> list[dict]:
     return rows
 
 
+def _without_secure_link(text: str) -> str:
+    text = text.replace('if ($secure_link != "1") { return 403; }', "", 1)
+    return re.sub(r"\n\s*secure_link[^;]*;", "", text)
+
+
+def _without_added_headers(text: str) -> str:
+    """No add_header in the hit location, nor the server's (which it would inherit)."""
+    text = text.replace('add_header Cache-Control "private, max-age=3600";', "", 1)
+    text = text.replace("add_header Accept-Ranges $accept_ranges_on_partial;", "", 1)
+    return text.replace("add_header X-Content-Type-Options nosniff always;", "", 1)
+
+
+HIT_PATH_VARIANTS: list[tuple[str, Callable[[str], str] | None]] = [
+    ("as rendered", None),
+    ("no secure_link (nor its if)", _without_secure_link),
+    ("regex location, alias and logs only", lambda text: _without_added_headers(_without_secure_link(text))),
+]
+
+
+def exp_hit_path(ctx: Context, rounds: int = 2) -> list[dict]:
+    """Row 1 (signed hit vs plain static, ABBA) with parts of the hit location removed: what each costs."""
+    dep, paths = hit_setup(ctx)
+    ratios: dict[str, list[tuple[float, float]]] = {label: [] for label, _ in HIT_PATH_VARIANTS}
+    try:
+        for _ in range(rounds):
+            for label, edit in HIT_PATH_VARIANTS:
+                dep.stop("nginx")
+                dep.nginx_edit = edit
+                dep.start_nginx()
+                signed, static = WrkRun(), WrkRun()
+                sides = [(signed, dep.stack.http_port), (static, dep.static_port)]
+                for _, port in sides:
+                    wrk_hits(dep, port, paths, ctx.budget.warmup_seconds)
+                for index in range(4):
+                    for total, port in sides if index % 2 == 0 else sides[::-1]:
+                        total.add(wrk_hits(dep, port, paths, 3))
+                ratios[label].append((signed.rps / static.rps, signed.cpu_us_per_req / static.cpu_us_per_req))
+                say(f"  hit-path {label}: {ratios[label][-1]}")
+    finally:
+        dep.stop("nginx")
+        dep.nginx_edit = None
+        dep.start_nginx()
+    return [
+        {
+            "variant": label,
+            "rps_vs_static": " / ".join(f"{rps:.2f}" for rps, _ in runs),
+            "cpu_vs_static": " / ".join(f"{cpu:.2f}" for _, cpu in runs),
+        }
+        for label, runs in ratios.items()
+    ]
+
+
+def exp_redis_client(ctx: Context, count: int = 20_000) -> list[dict]:
+    """Client CPU per Redis command: redis-py's client as the web tier builds it, against its bare Connection."""
+    dep = ctx.main()
+    r = redis.Redis.from_url(dep.stack.redis_url, socket_connect_timeout=1, socket_timeout=2, health_check_interval=30)
+    script = r.register_script(CLAIM_AND_PUSH)
+    key = "whatif:redis-client"
+    argv = ["", "whatif:claim", key]
+
+    def evalsha(send: Callable) -> Callable[[], object]:
+        return lambda: send("EVALSHA", script.sha, 3, *argv, "", 60, 60, "m")
+
+    r.script_load(CLAIM_AND_PUSH)
+    conn = r.connection_pool.get_connection()
+
+    def raw(*args: object) -> object:
+        conn.send_command(*args)
+        return conn.read_response()
+
+    def client(*args: object) -> object:
+        return r.execute_command(*args)
+
+    commands = {"LPUSH": lambda send: lambda: send("LPUSH", key, "m"), "EVALSHA (claim and push)": evalsha}
+    rows = []
+    try:
+        for name, make in commands.items():
+            row = {"command": name}
+            for label, send in (("redis-py client", client), ("bare Connection", raw)):
+                call = make(send)
+                best = float("inf")
+                for _ in range(3):
+                    started = time.process_time()
+                    for _ in range(count):
+                        call()
+                    best = min(best, (time.process_time() - started) / count * 1e6)
+                    r.delete(key, "whatif:claim")
+                row[f"{label} µs"] = round(best, 1)
+            rows.append(row)
+            say(f"  redis-client {row}")
+    finally:
+        r.connection_pool.release(conn)
+        r.delete(key, "whatif:claim")
+        r.close()
+    return [{**row, "redis-py": redis.__version__} for row in rows]
+
+
 def main(argv: list[str]) -> int:
     """Run the named experiments (default: all) and write whatif.{md,json}."""
-    chosen = argv or ["webhook", "webhook-cpu", "nofile", "download"]
+    chosen = argv or ["webhook", "webhook-cpu", "nofile", "download", "hit-path", "redis-client"]
     base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
     ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
     results: dict[str, list[dict]] = {}
@@ -282,6 +381,8 @@ def main(argv: list[str]) -> int:
                 "webhook-cpu": exp_webhook_cpu,
                 "download": exp_download,
                 "nofile": exp_nofile,
+                "hit-path": exp_hit_path,
+                "redis-client": exp_redis_client,
             }
             results[name] = experiments[name](ctx)
     finally:

@@ -29,7 +29,7 @@ from . import status
 
 # KEYS: webhook state key (or ""), queued marker, queue list.
 # ARGV: webhook state value, state TTL, marker TTL, message.
-_CLAIM_AND_PUSH = """
+CLAIM_AND_PUSH = """
 if KEYS[1] ~= "" then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 end
@@ -114,7 +114,7 @@ class FastPublisher:
     def __init__(self, celery: Celery, r: redis.Redis):
         self.celery = celery
         self.queue = celery.conf.task_default_queue
-        self.script = r.register_script(_CLAIM_AND_PUSH)
+        self.script = r.register_script(CLAIM_AND_PUSH)
         self.templates: dict[str, MessageTemplate] = {}
 
     def message(self, name: str, args: list) -> str:
