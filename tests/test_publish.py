@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 
 import pytest
+import redis
 
 from tests.conftest import make_settings
+from worker import queue
 from worker.celery_app import create_celery
 from worker.publish import FastPublisher
 
@@ -65,3 +68,41 @@ def test_claim_and_push_enqueues_once_and_remembers_every_callback(tmp_path, rea
     assert real_redis.llen("recordings") == 1
     assert json.loads(real_redis.get(f"rc:webhook:{sid}"))["status"] == "completed"
     assert 0 < real_redis.ttl(f"rc:queued:{sid}.mp3") <= 120
+
+
+def _enqueue_all(celery, r, sids: list[str]) -> set[str]:
+    return {sid for sid in sids if queue.enqueue_fetch(celery, r, sid, "mp3", "test")}
+
+
+def test_a_forked_child_publishes_on_its_own_connection(tmp_path, real_redis, real_redis_server):
+    """Parent and child enqueue at once after a fork: each gets its own replies and names itself as origin."""
+    celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
+    r = redis.Redis.from_url(real_redis_server)
+    sids = [f"RE{i:032x}" for i in range(900)]
+    mine, theirs, contended = sids[:300], sids[300:600], sids[600:]  # both race for the contended ones
+    report = tmp_path / "child.json"
+    try:
+        assert queue.enqueue_fetch(celery, r, "RE" + "f" * 32, "mp3", "test")  # the parent's publisher exists
+        child = os.fork()
+        if child == 0:  # the child reports through a file and its exit code only
+            try:
+                report.write_text(json.dumps(sorted(_enqueue_all(celery, r, theirs + contended))))
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        pushed_here = _enqueue_all(celery, r, mine + contended)
+        _, status = os.waitpid(child, 0)
+    finally:
+        celery.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    pushed_there = set(json.loads(report.read_text()))
+    origins: dict[str, list[str]] = {}
+    for raw in real_redis.lrange("recordings", 0, -1):
+        message = json.loads(raw)
+        origins.setdefault(message["headers"]["argsrepr"][2:36], []).append(message["headers"]["origin"])
+    assert all(len(names) == 1 for names in origins.values())  # each recording queued once
+    assert set(origins) == set(sids) | {"RE" + "f" * 32}
+    parent = origins["RE" + "f" * 32][0]  # queued before the fork
+    assert {sid for sid in sids if origins[sid] == [parent]} == pushed_here
+    assert {sid for sid in sids if origins[sid] != [parent]} == pushed_there
+    assert set(mine) <= pushed_here and set(theirs) <= pushed_there
