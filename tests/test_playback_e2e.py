@@ -65,6 +65,13 @@ def test_range_requests_are_served_by_nginx(stack, cached, range_header, status,
         assert response.headers["Content-Range"] == f"bytes {start}-{end}/{SIZE}"
 
 
+@pytest.mark.parametrize(("range_header", "status"), [("items=0-1", 200), ("BYTES=0-1", 206)])
+def test_accept_ranges_is_sent_once_whatever_the_range_unit(stack, cached, range_header, status):
+    response = requests.get(signed(stack, cached["sid"]), headers={"Range": range_header}, timeout=5)
+    assert response.status_code == status
+    assert response.raw.headers.getlist("Accept-Ranges") == ["bytes"]
+
+
 def test_full_body_matches_the_simulator_bytes(stack, cached):
     response = requests.get(signed(stack, cached["sid"]), timeout=5)
     assert hashlib.sha256(response.content).hexdigest() == cached["call"]["expected"]["sha256"]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import subprocess
+from types import SimpleNamespace
 
 import pytest
 import redis
 
 from tests.conftest import make_settings
+from tests.stack import free_port, port_open, wait_for
 from worker import queue
 from worker.celery_app import create_celery
 from worker.publish import FastPublisher
@@ -106,3 +110,49 @@ def test_a_forked_child_publishes_on_its_own_connection(tmp_path, real_redis, re
     assert {sid for sid in sids if origins[sid] == [parent]} == pushed_here
     assert {sid for sid in sids if origins[sid] != [parent]} == pushed_there
     assert set(mine) <= pushed_here and set(theirs) <= pushed_there
+
+
+@pytest.fixture
+def restartable_redis(tmp_path):
+    """A redis-server of this test's own, on a free port, that the test may restart."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip("redis-server is not installed")
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
+    procs = []
+
+    def start() -> None:
+        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        wait_for(lambda: port_open(port), 10, "redis-server")
+
+    def stop() -> None:
+        procs[-1].terminate()
+        procs[-1].wait(10)
+
+    start()
+    try:
+        yield SimpleNamespace(url=f"redis://127.0.0.1:{port}/0", start=start, stop=stop)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
+
+
+def test_enqueue_survives_a_redis_restart_and_an_idle_close(tmp_path, restartable_redis):
+    """The publisher's held connection is reconnected, not failed, once Redis closed it."""
+    celery = create_celery(make_settings(tmp_path, REDIS_URL=restartable_redis.url))
+    r = redis.Redis.from_url(restartable_redis.url, socket_connect_timeout=1, socket_timeout=2)
+    try:
+        assert queue.enqueue_fetch(celery, r, "RE" + "1" * 32, "mp3", "test")
+        restartable_redis.stop()  # nothing is sent while it is down
+        restartable_redis.start()
+        assert queue.enqueue_fetch(celery, r, "RE" + "2" * 32, "mp3", "test")
+
+        r.config_set("timeout", 1)  # the server drops idle clients: the publisher's connection goes
+        wait_for(lambda: len(r.client_list()) == 1, 10, "only this polling client left connected")
+        assert queue.enqueue_fetch(celery, r, "RE" + "3" * 32, "mp3", "test")
+    finally:
+        celery.close()
+    assert r.llen("recordings") == 2  # the one before the restart died with the server (no persistence)

@@ -7,6 +7,8 @@ from functools import cache
 
 import redis
 from celery import Celery
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from . import metrics
 from .publish import FastPublisher
@@ -16,12 +18,19 @@ from .publish import FastPublisher
 def _publisher(celery: Celery, r: redis.Redis, pid: int) -> FastPublisher:
     """This process's publisher (``pid``: a forked child never shares its parent's socket).
 
-    It holds one connection of r's pool: redis-py's single-connection client
-    skips the pool's checkout and release, ~40 us of CPU per webhook here. A
-    broken connection is retried and reconnected as r's would be; Redis being
-    down when it is made raises the same ConnectionError as a command would.
+    It holds one connection to r's server: redis-py's single-connection client
+    skips a pool's checkout and release, ~40 us of CPU per webhook here. The
+    checkout is also what notices a socket Redis closed (a restart, an idle
+    timeout), so the connection gets one immediate retry instead: redis-py
+    reconnects and resends (a resent claim finds itself taken: no second task).
+    Redis being down raises the same ConnectionError as any command would.
     """
-    return FastPublisher(celery, redis.Redis(connection_pool=r.connection_pool, single_connection_client=True))
+    pool = r.connection_pool
+    own = redis.ConnectionPool(
+        connection_class=pool.connection_class,
+        **{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 1)},
+    )
+    return FastPublisher(celery, redis.Redis(connection_pool=own, single_connection_client=True))
 
 
 def enqueue_fetch(
