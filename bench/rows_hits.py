@@ -51,18 +51,24 @@ def signed_hits(ctx: Context) -> WrkRun:
     return ctx.cache["signed_hits"]
 
 
+def signed_vs_static(dep: Deployment, paths: Path, rounds: int, per_run: float, warmup: float) -> tuple[WrkRun, WrkRun]:
+    """Signed hits and plain static hits of the same files, alternating ABBA… after a warm-up of each."""
+    for port in (dep.stack.http_port, dep.static_port):  # page cache and open_file_cache
+        wrk_hits(dep, port, paths, warmup)
+    signed, static = WrkRun(), WrkRun()
+    sides = [(signed, dep.stack.http_port), (static, dep.static_port)]
+    for index in range(rounds):  # alternate, swapping who goes first, so drift hits both alike
+        for total, port in sides if index % 2 == 0 else sides[::-1]:
+            total.add(wrk_hits(dep, port, paths, per_run))
+    return signed, static
+
+
 def row_hit_vs_static(ctx: Context, result: RowResult) -> None:
     """Row 1: same nginx, same files; secure_link location vs a plain static server block."""
     budget = ctx.budget
     dep, paths = hit_setup(ctx)
-    for port in (dep.stack.http_port, dep.static_port):  # page cache and open_file_cache
-        wrk_hits(dep, port, paths, budget.warmup_seconds)
-    signed, static = WrkRun(), WrkRun()
     per_run = budget.hit_seconds / budget.hit_rounds
-    sides = [(signed, dep.stack.http_port), (static, dep.static_port)]
-    for index in range(budget.hit_rounds):  # alternate, swapping who goes first, so drift hits both alike
-        for total, port in sides if index % 2 == 0 else sides[::-1]:
-            total.add(wrk_hits(dep, port, paths, per_run))
+    signed, static = signed_vs_static(dep, paths, budget.hit_rounds, per_run, budget.warmup_seconds)
     ctx.cache["signed_hits"] = signed
     clean = _clean(signed) and _clean(static)
     result.checks.append(

@@ -34,12 +34,12 @@ from bench.anchor_apps import FLOOR_LIST  # noqa: E402
 from bench.context import Budget, Context  # noqa: E402
 from bench.deploy import Deployment  # noqa: E402
 from bench.report import say  # noqa: E402
-from bench.rows_hits import hit_setup, wrk_hits  # noqa: E402
+from bench.rows_hits import hit_setup, signed_vs_static  # noqa: E402
 from bench.rows_pipeline import create_call, media_url  # noqa: E402
 from bench.rows_scale import hits  # noqa: E402
 from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
 from bench.webhook_cpu import bodies_needed  # noqa: E402
-from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines  # noqa: E402
+from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
 from worker.publish import CLAIM_AND_PUSH  # noqa: E402
@@ -289,6 +289,12 @@ HIT_PATH_VARIANTS: list[tuple[str, Callable[[str], str] | None]] = [
 ]
 
 
+def _restart_nginx(dep: Deployment, edit: Callable[[str], str] | None) -> None:
+    dep.stop("nginx")
+    dep.nginx_edit = edit
+    dep.start_nginx()
+
+
 def exp_hit_path(ctx: Context, rounds: int = 2) -> list[dict]:
     """Row 1 (signed hit vs plain static, ABBA) with parts of the hit location removed: what each costs."""
     dep, paths = hit_setup(ctx)
@@ -296,22 +302,12 @@ def exp_hit_path(ctx: Context, rounds: int = 2) -> list[dict]:
     try:
         for _ in range(rounds):
             for label, edit in HIT_PATH_VARIANTS:
-                dep.stop("nginx")
-                dep.nginx_edit = edit
-                dep.start_nginx()
-                signed, static = WrkRun(), WrkRun()
-                sides = [(signed, dep.stack.http_port), (static, dep.static_port)]
-                for _, port in sides:
-                    wrk_hits(dep, port, paths, ctx.budget.warmup_seconds)
-                for index in range(4):
-                    for total, port in sides if index % 2 == 0 else sides[::-1]:
-                        total.add(wrk_hits(dep, port, paths, 3))
+                _restart_nginx(dep, edit)
+                signed, static = signed_vs_static(dep, paths, 4, 3, ctx.budget.warmup_seconds)
                 ratios[label].append((signed.rps / static.rps, signed.cpu_us_per_req / static.cpu_us_per_req))
                 say(f"  hit-path {label}: {ratios[label][-1]}")
     finally:
-        dep.stop("nginx")
-        dep.nginx_edit = None
-        dep.start_nginx()
+        _restart_nginx(dep, None)
     return [
         {
             "variant": label,

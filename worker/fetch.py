@@ -6,7 +6,6 @@ fakeredis or real Redis and an injected HTTP session.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -227,9 +226,7 @@ def _rewrite_sidecar(
     if call_sid is None:
         resource, call_sid = _recording_and_call(session, settings, recording_sid)
     path = storage.media_path(settings.recordings_dir, recording_sid, fmt)
-    with path.open("rb") as media:
-        sha256 = hashlib.file_digest(media, "sha256").hexdigest()
-    stored = storage.StoredFile(path=path, bytes=path.stat().st_size, sha256=sha256)
+    stored = storage.StoredFile(path=path, bytes=path.stat().st_size, sha256=storage.file_sha256(path))
     if _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at, replace=False):
         log.warning("sidecar.rewritten", extra={"recording_sid": recording_sid, "format": fmt, "bytes": stored.bytes})
 

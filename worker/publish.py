@@ -43,7 +43,7 @@ return 0
 
 # What differs between two messages for the same task name; the rest of
 # kombu's envelope is serialized once per process (MessageTemplate).
-_HOLE = re.compile(r'"@@(task_id|argsrepr|body|delivery_tag)@@"')
+_HOLE = re.compile(r'"@@(\w+)@@"')
 
 
 class MessageTemplate:

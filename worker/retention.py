@@ -9,7 +9,6 @@ can never remove the last copy, even if this process dies halfway.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,14 +41,6 @@ class RetentionReport:
     def as_dict(self) -> dict:
         """Plain values for logs, task results and the CLI."""
         return asdict(self)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _twilio_size(session: requests.Session, settings: Settings, sid: str, fmt: str) -> int | None:
@@ -108,7 +99,7 @@ def _delete_one(settings, session, client, data: dict, now: datetime, dry_run: b
     root, sid, fmt = settings.recordings_dir, data["recording_sid"], data["format"]
     facts = {"recording_sid": sid, "format": fmt, "bytes": data.get("bytes")}
     path = storage.media_path(root, sid, fmt)
-    if not path.exists() or _file_sha256(path) != data.get("sha256"):
+    if not path.exists() or storage.file_sha256(path) != data.get("sha256"):
         report.refused += 1
         metrics.TWILIO_DELETIONS.labels("refused").inc()
         log.error("retention.refused", extra={**facts, "reason": "local file missing or sha256 differs"})

@@ -15,6 +15,7 @@ verified, fsynced temp file, so nginx never serves a partial recording.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -117,6 +118,12 @@ def write_media(
         _unlink_quietly(tmp_name)
         raise
     return StoredFile(path=final, bytes=written, sha256=sha256)
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file already on the volume (a sidecar's ``sha256``)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 @contextmanager
