@@ -79,5 +79,10 @@ def bare_webhook() -> tuple[str, int]:
 @broker_floor_app.post("/twilio/recording-status")
 def broker_floor_webhook() -> tuple[str, int]:
     """Push a task-sized message to Redis, then answer 204."""
-    _floor_redis().lpush(FLOOR_LIST, _FLOOR_MESSAGE)
+    push_floor_message()
     return "", 204
+
+
+def push_floor_message() -> None:
+    """The broker floor's one Redis round trip (``whatif_app``'s validate-push reuses it)."""
+    _floor_redis().lpush(FLOOR_LIST, _FLOOR_MESSAGE)

@@ -1,7 +1,9 @@
 """Row 3: signed recording-status webhooks (validate + enqueue) against a bare Flask 204.
 
-Info lines put the service between two more anchors of the same run: the broker
-floor (bare + one LPUSH) and the issue's naive validate + ``send_task`` app.
+Info lines put the service among three more anchors of the same run: the broker
+floor (bare + one LPUSH), the validate + push floor (the service's validation
+plus that LPUSH, nothing else: the least a validating webhook that answers once
+its task is in Redis can do) and the issue's naive validate + ``send_task`` app.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ CONNECTIONS = 64
 # service's own validation, then Celery.send_task, as a first version would do.
 NAIVE_APP = 'bench.whatif_app:build("validate-send-task")'
 NAIVE_RATIO_IN_ISSUE = 0.44
+# The least a webhook that validates and answers once its task is in Redis can
+# do: the service's validation plus the broker floor's LPUSH, nothing else.
+VALIDATE_PUSH_APP = 'bench.whatif_app:build("validate-push")'
 
 
 def signed_bodies(dep: Deployment, count: int, path: Path) -> Path:
@@ -103,6 +108,7 @@ def row_webhook(ctx: Context, result: RowResult) -> None:
             for name, app, uses_redis in (
                 ("bare-web", "bench.anchor_apps:bare_app", False),
                 ("floor-web", "bench.anchor_apps:broker_floor_app", True),
+                ("validate-push-web", VALIDATE_PUSH_APP, True),
                 ("naive-web", NAIVE_APP, True),
             )
         }
@@ -141,6 +147,7 @@ def _report(
     result: RowResult, distinct: int, real: WrkRun, anchors: dict[str, WrkRun], paced: WrkRun, enqueued: int
 ) -> None:
     bare, floor, naive = anchors["bare-web"], anchors["floor-web"], anchors["naive-web"]
+    validate_push = anchors["validate-push-web"]
     ok = real.statuses.get("204", 0)
     non_2xx = _not_2xx(real)
     clean = real.socket_errors == 0 and non_2xx == 0
@@ -158,6 +165,15 @@ def _report(
             f"{real.rps:,.0f} req/s",
             f"{floor.rps:,.0f} req/s",
             real.rps / floor.rps,
+            "info",
+            None,
+        ),
+        Check(
+            "webhook req/s vs validate + push floor (validation + one LPUSH, nothing else)",
+            f"{real.rps:,.0f} req/s",
+            f"{validate_push.rps:,.0f} req/s ({validate_push.rps / bare.rps:.2f}× bare, "
+            f"p99 {validate_push.p99_ms:.1f} ms)",
+            real.rps / validate_push.rps,
             "info",
             None,
         ),
@@ -198,6 +214,7 @@ def _report(
         "real": real.as_dict(),
         "bare": bare.as_dict(),
         "floor": floor.as_dict(),
+        "validate_push": validate_push.as_dict(),
         "naive": naive.as_dict(),
         "paced": paced.as_dict(),
         "enqueued": enqueued,
@@ -213,7 +230,8 @@ def _report(
         f"bare {bare.p50_ms:.1f}/{bare.p90_ms:.1f}/{bare.p99_ms:.1f}/{bare.max_ms:.1f} ms.",
         f"Server CPU real (nginx+gunicorn+redis) {real.cpu_us_per_req:.0f} µs/req, bare (nginx+gunicorn) "
         f"{bare.cpu_us_per_req:.0f} µs/req, broker floor (nginx+gunicorn+redis) {floor.cpu_us_per_req:.0f} µs/req "
-        f"at {floor.rps:,.0f} req/s, p99 {floor.p99_ms:.1f} ms; naive validate + send_task (nginx+gunicorn+redis) "
+        f"at {floor.rps:,.0f} req/s, p99 {floor.p99_ms:.1f} ms; validate + push floor (nginx+gunicorn+redis) "
+        f"{validate_push.cpu_us_per_req:.0f} µs/req; naive validate + send_task (nginx+gunicorn+redis) "
         f"{naive.cpu_us_per_req:.0f} µs/req, p99 {naive.p99_ms:.1f} ms; "
         f"outside CPU meanwhile real {real.outside_cpu_s:.1f} s, bare {bare.outside_cpu_s:.1f} s.",
         "No Celery worker runs during this row (the queue is deleted afterwards), so the figure is the web tier's. "

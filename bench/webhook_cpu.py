@@ -60,6 +60,7 @@ VARIANTS = [
     Variant("bare 204 (row 3's anchor)", lambda: anchor_apps.bare_app),
     Variant("read the body, 204", lambda: whatif_app.build("read-body")),
     Variant("validate only (form + RequestValidator)", lambda: whatif_app.build("validate-only")),
+    Variant("validate + one LPUSH, nothing else", lambda: whatif_app.build("validate-push")),
     Variant("validate + SID checks + local spool write", lambda: whatif_app.build("validate-spool")),
     Variant("broker floor (bare + one LPUSH)", lambda: anchor_apps.broker_floor_app),
     Variant("validate + Celery send_task (naive)", lambda: whatif_app.build("validate-send-task")),

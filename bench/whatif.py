@@ -51,6 +51,7 @@ WEBHOOK_VARIANTS = [
     ("read the body, 204", 'bench.whatif_app:build("read-body")'),
     ("validate only (form + RequestValidator), 204", 'bench.whatif_app:build("validate-only")'),
     ("broker floor (bare + one LPUSH)", "bench.anchor_apps:broker_floor_app"),
+    ("validate + one LPUSH, nothing else", 'bench.whatif_app:build("validate-push")'),
     ("validate + local spool write, no log, no forwarder", 'bench.whatif_app:build("validate-spool")'),
     ("validate + Celery send_task (the issue's naive anchor)", 'bench.whatif_app:build("validate-send-task")'),
     (SPOOL_DESIGN, 'bench.whatif_app:build("spool-design")'),

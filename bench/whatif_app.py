@@ -12,6 +12,12 @@ replaced by one that does less than the service must:
     ``RequestValidator``, AccountSid) and 204. Nothing is queued, nothing is
     logged, so no webhook design that validates can be cheaper.
 
+``validate-push``
+    ``validate-only`` plus one LPUSH of a task-sized message through redis-py
+    (the broker floor's): no SID checks, no dedup claim, no message building,
+    no log line, no metric. The least a webhook that validates and answers
+    only once its task is in Redis can do; row 3 runs it for an info line.
+
 ``validate-send-task``
     The issue's "naive anchor": ``validate-only`` plus ``Celery.send_task``
     of the fetch (kombu's publish path), as a first version would write it.
@@ -42,13 +48,14 @@ from functools import cache
 
 from flask import Flask, abort, request
 
+from bench.anchor_apps import push_floor_message
 from web import create_app, services, twilio_hooks
 from web.twilio_hooks import RECORDING_STATUSES, _require_twilio
 from worker import metrics, queue
 from worker.runtime import settings_or_exit
 from worker.sids import require_sid
 
-VARIANTS = ("read-body", "validate-only", "validate-send-task", "validate-spool", "spool-design")
+VARIANTS = ("read-body", "validate-only", "validate-push", "validate-send-task", "validate-spool", "spool-design")
 
 
 def read_body() -> tuple[str, int]:
@@ -58,6 +65,12 @@ def read_body() -> tuple[str, int]:
 
 def validate_only() -> tuple[str, int]:
     _require_twilio("recording")
+    return "", 204
+
+
+def validate_push() -> tuple[str, int]:
+    _require_twilio("recording")
+    push_floor_message()
     return "", 204
 
 
@@ -113,6 +126,7 @@ def build(variant: str) -> Flask:
     views = {
         "read-body": read_body,
         "validate-only": validate_only,
+        "validate-push": validate_push,
         "validate-send-task": validate_send_task,
         "validate-spool": validate_spool,
     }
