@@ -1,6 +1,6 @@
 """What-if experiments behind the proposed fixes for missed targets (not part of ``make bench``).
 
-    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download] [hit-path] [redis-client]
+    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download] [hit-path] [redis-client] [nopush]
 
 Each experiment measures the project as it is next to a bench-local copy with
 one change, on the same machine in the same run, and writes
@@ -34,12 +34,12 @@ from bench.anchor_apps import FLOOR_LIST  # noqa: E402
 from bench.context import Budget, Context  # noqa: E402
 from bench.deploy import Deployment  # noqa: E402
 from bench.report import say  # noqa: E402
-from bench.rows_hits import hit_setup, signed_vs_static  # noqa: E402
+from bench.rows_hits import RANGE, hit_setup, signed_vs_static  # noqa: E402
 from bench.rows_pipeline import create_call, media_url  # noqa: E402
 from bench.rows_scale import hits  # noqa: E402
 from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
 from bench.webhook_cpu import bodies_needed  # noqa: E402
-from bench.wrk import WRK_THREADS, run_wrk, write_lines  # noqa: E402
+from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
 from worker.publish import CLAIM_AND_PUSH  # noqa: E402
@@ -319,6 +319,79 @@ def exp_hit_path(ctx: Context, rounds: int = 2) -> list[dict]:
     ]
 
 
+NOPUSH_RANGES = ("bytes=0-65535", "bytes=0-262143", "")  # an <audio> element's first Range, a seek's, a full GET
+
+
+def _nopush(setting: str) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        if "tcp_nopush off;" not in text:
+            raise ValueError("the rendered nginx.conf has no `tcp_nopush off;` to change")
+        return text.replace("tcp_nopush off;", f"tcp_nopush {setting};", 1)
+
+    return edit
+
+
+def _static_padded(setting: str, pad: int) -> Callable[[str], str]:
+    """tcp_nopush ``setting``, and a ``pad``-byte extra header on the plain static server's hits."""
+
+    def edit(text: str) -> str:
+        text = _nopush(setting)(text)
+        if pad:
+            # The static anchor's alias is the only one without variables (bench/deploy.py).
+            text, found = re.subn(r"(\n\s*alias [^\"$\n;]+/;)", rf'\1 add_header X-Pad "{"p" * pad}";', text, count=1)
+            if not found:
+                raise ValueError("no plain static alias to pad in the rendered nginx.conf")
+        return text
+
+    return edit
+
+
+def _nginx_hits(dep: Deployment, port: int, paths: Path, byte_range: str, seconds: float) -> WrkRun:
+    url = dep.url(port) + "/"
+    return run_wrk(url, "hits.lua", [str(paths), byte_range], seconds, server_pids=lambda: dep.pids("nginx"))
+
+
+def exp_nopush(ctx: Context, rounds: int = 2, seconds: float = 2, pads: int = 6) -> list[dict]:
+    """Hits with tcp_nopush on and off (the rendered config: off), signed and plain static, per Range size.
+
+    Then plain static 64 KiB hits with an extra header whose value grows a
+    byte at a time: with tcp_nopush on, a hit's cost depended on that length on this
+    kernel, and the length is all that differs between row 1's two sides.
+    Rounds alternate the settings.
+    """
+    dep, paths = hit_setup(ctx)
+    figures: dict[tuple[str, str, str], WrkRun] = {}
+    try:
+        for _ in range(rounds):
+            for setting in ("on", "off"):
+                _restart_nginx(dep, _nopush(setting))
+                for byte_range in NOPUSH_RANGES:
+                    for side, port in (("signed", dep.stack.http_port), ("static", dep.static_port)):
+                        run = _nginx_hits(dep, port, paths, byte_range, seconds)
+                        figures.setdefault((setting, byte_range or "none (full 1 MiB)", side), WrkRun()).add(run)
+        for setting in ("on", "off"):
+            for pad in range(pads):
+                _restart_nginx(dep, _static_padded(setting, pad))
+                run = _nginx_hits(dep, dep.static_port, paths, RANGE, seconds)
+                label = f"static + X-Pad header, {pad}-byte value" if pad else "static"
+                figures[(setting, RANGE, label)] = run
+    finally:
+        _restart_nginx(dep, None)
+    rows = []
+    for (setting, byte_range, side), run in figures.items():
+        row = {
+            "tcp_nopush": setting,
+            "range": byte_range,
+            "side": side,
+            "rps": round(run.rps),
+            "nginx_cpu_us_per_req": round(run.cpu_us_per_req, 1),
+            "not_2xx": run.non_2xx_3xx,
+        }
+        rows.append(row)
+        say(f"  nopush {row}")
+    return rows
+
+
 def exp_redis_client(ctx: Context, count: int = 20_000) -> list[dict]:
     """Client CPU per Redis command: redis-py's client as the web tier builds it, against its bare Connection."""
     dep = ctx.main()
@@ -367,7 +440,7 @@ def exp_redis_client(ctx: Context, count: int = 20_000) -> list[dict]:
 
 def main(argv: list[str]) -> int:
     """Run the named experiments (default: all) and write whatif.{md,json}."""
-    chosen = argv or ["webhook", "webhook-cpu", "nofile", "download", "hit-path", "redis-client"]
+    chosen = argv or ["webhook", "webhook-cpu", "nofile", "download", "hit-path", "redis-client", "nopush"]
     base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
     ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
     results: dict[str, list[dict]] = {}
@@ -381,6 +454,7 @@ def main(argv: list[str]) -> int:
                 "nofile": exp_nofile,
                 "hit-path": exp_hit_path,
                 "redis-client": exp_redis_client,
+                "nopush": exp_nopush,
             }
             results[name] = experiments[name](ctx)
     finally:
