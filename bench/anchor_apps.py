@@ -17,7 +17,8 @@ worker class and count, same logging set-up), behind the same nginx:
 ``broker_floor_app``
     ``bare_app`` plus the one thing a webhook that answers only once its task
     is queued cannot skip: a Redis round trip (an LPUSH of a task-sized
-    message, through redis-py as the service's client). The gap between it
+    message, through redis-py's client holding one connection, as the
+    service's publisher does). The gap between it
     and ``bare_app`` is the broker's share; the gap to the real webhook is
     what the service's own Python adds.
 """
@@ -42,7 +43,10 @@ def _settings() -> Settings:
 
 @cache
 def _floor_redis() -> redis.Redis:
-    return redis.Redis.from_url(_settings().redis_url, socket_connect_timeout=1, socket_timeout=2)
+    # One held connection, as the service's publisher (worker/queue.py): no pool checkout per command.
+    return redis.Redis.from_url(
+        _settings().redis_url, socket_connect_timeout=1, socket_timeout=2, single_connection_client=True
+    )
 
 
 seed_app = Flask("bench_seed")
