@@ -103,15 +103,15 @@ def row_webhook(ctx: Context, result: RowResult) -> None:
         enqueued = settled_length(r) - queued_before
         paced_args = [str(paced_bodies), *args, str(PACED_RATE), str(CONNECTIONS)]
         paced = run_wrk(url, "webhooks_paced.lua", paced_args, budget.webhook_seconds, CONNECTIONS)
-        anchors = {
-            name: _anchor(dep, name, app, warm, bodies, args, budget, uses_redis)
-            for name, app, uses_redis in (
-                ("bare-web", "bench.anchor_apps:bare_app", False),
-                ("floor-web", "bench.anchor_apps:broker_floor_app", True),
-                ("validate-push-web", VALIDATE_PUSH_APP, True),
-                ("naive-web", NAIVE_APP, True),
-            )
-        }
+        anchors = {}
+        for name, app, uses_redis in (
+            ("bare-web", "bench.anchor_apps:bare_app", False),
+            ("floor-web", "bench.anchor_apps:broker_floor_app", True),
+            ("validate-push-web", VALIDATE_PUSH_APP, True),
+            ("naive-web", NAIVE_APP, True),
+        ):
+            anchors[name] = _anchor(dep, name, app, warm, bodies, args, budget, uses_redis)
+            r.delete(FLOOR_LIST)  # each anchor pushes onto an empty list
     finally:
         r.delete(QUEUE, FLOOR_LIST)  # tens of thousands of fetches for recordings the simulator never had
     _report(result, budget.webhook_bodies, real, anchors, paced, enqueued)

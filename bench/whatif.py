@@ -34,7 +34,7 @@ from bench.anchor_apps import FLOOR_LIST  # noqa: E402
 from bench.context import Budget, Context  # noqa: E402
 from bench.deploy import Deployment  # noqa: E402
 from bench.report import say  # noqa: E402
-from bench.rows_hits import RANGE, hit_setup, signed_vs_static  # noqa: E402
+from bench.rows_hits import RANGE, hit_setup, signed_vs_static, wrk_hits  # noqa: E402
 from bench.rows_pipeline import create_call, media_url  # noqa: E402
 from bench.rows_scale import hits  # noqa: E402
 from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
@@ -337,27 +337,23 @@ def _static_padded(setting: str, pad: int) -> Callable[[str], str]:
     def edit(text: str) -> str:
         text = _nopush(setting)(text)
         if pad:
-            # The static anchor's alias is the only one without variables (bench/deploy.py).
-            text, found = re.subn(r"(\n\s*alias [^\"$\n;]+/;)", rf'\1 add_header X-Pad "{"p" * pad}";', text, count=1)
+            # The static anchor's location (bench/deploy.py); the hit location is a regex one.
+            pattern = r"(location /recordings/ \{\s*alias [^;]+;)"
+            text, found = re.subn(pattern, rf'\1 add_header X-Pad "{"p" * pad}";', text, count=1)
             if not found:
-                raise ValueError("no plain static alias to pad in the rendered nginx.conf")
+                raise ValueError("no plain static location to pad in the rendered nginx.conf")
         return text
 
     return edit
-
-
-def _nginx_hits(dep: Deployment, port: int, paths: Path, byte_range: str, seconds: float) -> WrkRun:
-    url = dep.url(port) + "/"
-    return run_wrk(url, "hits.lua", [str(paths), byte_range], seconds, server_pids=lambda: dep.pids("nginx"))
 
 
 def exp_nopush(ctx: Context, rounds: int = 2, seconds: float = 2, pads: int = 6) -> list[dict]:
     """Hits with tcp_nopush on and off (the rendered config: off), signed and plain static, per Range size.
 
     Then plain static 64 KiB hits with an extra header whose value grows a
-    byte at a time: with tcp_nopush on, a hit's cost depended on that length on this
-    kernel, and the length is all that differs between row 1's two sides.
-    Rounds alternate the settings.
+    byte at a time: with tcp_nopush on, a hit's cost depended on the length of
+    its headers on this kernel, and row 1's two sides differ in that length
+    (besides secure_link and the regex location). Rounds alternate the settings.
     """
     dep, paths = hit_setup(ctx)
     figures: dict[tuple[str, str, str], WrkRun] = {}
@@ -367,14 +363,14 @@ def exp_nopush(ctx: Context, rounds: int = 2, seconds: float = 2, pads: int = 6)
                 _restart_nginx(dep, _nopush(setting))
                 for byte_range in NOPUSH_RANGES:
                     for side, port in (("signed", dep.stack.http_port), ("static", dep.static_port)):
-                        run = _nginx_hits(dep, port, paths, byte_range, seconds)
+                        run = wrk_hits(dep, port, paths, seconds, byte_range=byte_range)
                         figures.setdefault((setting, byte_range or "none (full 1 MiB)", side), WrkRun()).add(run)
-        for setting in ("on", "off"):
-            for pad in range(pads):
-                _restart_nginx(dep, _static_padded(setting, pad))
-                run = _nginx_hits(dep, dep.static_port, paths, RANGE, seconds)
-                label = f"static + X-Pad header, {pad}-byte value" if pad else "static"
-                figures[(setting, RANGE, label)] = run
+            for setting in ("on", "off"):
+                for pad in range(pads):
+                    _restart_nginx(dep, _static_padded(setting, pad))
+                    side = f"static + X-Pad header, {pad}-byte value" if pad else "static, no X-Pad"
+                    run = wrk_hits(dep, dep.static_port, paths, seconds)
+                    figures.setdefault((setting, RANGE, side), WrkRun()).add(run)
     finally:
         _restart_nginx(dep, None)
     rows = []

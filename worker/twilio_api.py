@@ -27,10 +27,11 @@ from .sids import require_format, require_sid
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
-# 1 MiB per read: `make bench` row 5 measured a 200 MiB download 0.23 s with
-# it against 0.27-0.30 s with 256 KiB (fewer Python rounds per byte). The
-# download lock is renewed between chunks, so at the default 60 s TTL a chunk
-# must arrive within 40 s: 26 KiB/s, far below what Twilio's media serves.
+# 1 MiB per read: `make bench` row 5 measured a 200 MiB download 0.23-0.26 s
+# with it against 0.27-0.30 s with 256 KiB (fewer Python rounds per byte).
+# The download lock is renewed between chunks, so a chunk must arrive within
+# 2/3 of LOCK_TTL_SECONDS: at least 26 KiB/s at the default 60 s (6.5 KiB/s
+# with 256 KiB), far below what Twilio's media storage serves.
 CHUNK_BYTES = 1024 * 1024
 MAX_REDIRECTS = 3
 
