@@ -434,25 +434,31 @@ def exp_redis_client(ctx: Context, count: int = 20_000) -> list[dict]:
     return [{**row, "redis-py": redis.__version__} for row in rows]
 
 
+# By name, in the order a run without arguments takes them.
+EXPERIMENTS: dict[str, Callable[[Context], list[dict]]] = {
+    "webhook": exp_webhook,
+    "webhook-cpu": exp_webhook_cpu,
+    "nofile": exp_nofile,
+    "download": exp_download,
+    "hit-path": exp_hit_path,
+    "redis-client": exp_redis_client,
+    "nopush": exp_nopush,
+}
+
+
 def main(argv: list[str]) -> int:
     """Run the named experiments (default: all) and write whatif.{md,json}."""
-    chosen = argv or ["webhook", "webhook-cpu", "nofile", "download", "hit-path", "redis-client", "nopush"]
+    chosen = argv or list(EXPERIMENTS)
+    unknown = [name for name in chosen if name not in EXPERIMENTS]
+    if unknown:
+        sys.exit(f"whatif: unknown experiment {', '.join(unknown)}; one of {', '.join(EXPERIMENTS)}")
     base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
     ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
     results: dict[str, list[dict]] = {}
     try:
         for name in chosen:
             say(f"what-if: {name}")
-            experiments = {
-                "webhook": exp_webhook,
-                "webhook-cpu": exp_webhook_cpu,
-                "download": exp_download,
-                "nofile": exp_nofile,
-                "hit-path": exp_hit_path,
-                "redis-client": exp_redis_client,
-                "nopush": exp_nopush,
-            }
-            results[name] = experiments[name](ctx)
+            results[name] = EXPERIMENTS[name](ctx)
     finally:
         ctx.close()
     out = ROOT / "bench" / "results"

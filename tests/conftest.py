@@ -68,6 +68,22 @@ def real_redis(real_redis_server):
     client.flushdb()
 
 
+def spawn_redis_server(binary: str, port: int, folder: Path) -> subprocess.Popen:
+    """A redis-server without persistence on ``port``, returned once it accepts connections."""
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port), 10, "redis-server")
+    except BaseException:
+        proc.terminate()
+        proc.wait(10)
+        raise
+    return proc
+
+
 @pytest.fixture(scope="session")
 def real_redis_server(tmp_path_factory):
     """A throwaway redis-server on a free port for unit tests against the real thing."""
@@ -76,14 +92,8 @@ def real_redis_server(tmp_path_factory):
         yield None
         return
     port = free_port()
-    data = tmp_path_factory.mktemp("redis-unit")
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(data)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    proc = spawn_redis_server(binary, port, tmp_path_factory.mktemp("redis-unit"))
     try:
-        wait_for(lambda: port_open(port), 10, "redis-server")
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         proc.terminate()

@@ -6,14 +6,13 @@ import base64
 import json
 import os
 import shutil
-import subprocess
 from types import SimpleNamespace
 
 import pytest
 import redis
 
-from tests.conftest import make_settings
-from tests.stack import free_port, port_open, wait_for
+from tests.conftest import make_settings, spawn_redis_server
+from tests.stack import free_port, wait_for
 from worker import queue
 from worker.celery_app import create_celery
 from worker.publish import FastPublisher
@@ -119,12 +118,10 @@ def restartable_redis(tmp_path):
     if binary is None:
         pytest.skip("redis-server is not installed")
     port = free_port()
-    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(tmp_path)]
     procs = []
 
     def start() -> None:
-        procs.append(subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        wait_for(lambda: port_open(port), 10, "redis-server")
+        procs.append(spawn_redis_server(binary, port, tmp_path))
 
     def stop() -> None:
         procs[-1].terminate()
