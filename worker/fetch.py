@@ -138,14 +138,15 @@ def _download(
         if resource.get("status") in FINAL_TWILIO_STATUSES:
             raise RecordingNotFound(f"Twilio marks {recording_sid} {resource['status']}") from None
         raise
-    stored = storage.write_media(
-        settings.recordings_dir,
-        recording_sid,
-        fmt,
-        media.chunks(),
-        media.length,
-        on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
-    )
+    with media:
+        stored = storage.write_media(
+            settings.recordings_dir,
+            recording_sid,
+            fmt,
+            media.chunks(),
+            media.length,
+            on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
+        )
     ms = (time.monotonic() - started) * 1000
     _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
     if call_sid:

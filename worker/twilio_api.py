@@ -16,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -27,11 +28,10 @@ from .sids import require_format, require_sid
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
-# 1 MiB per read: `make bench` row 5 measured a 200 MiB download 0.23-0.26 s
-# with it against 0.27-0.30 s with 256 KiB (fewer Python rounds per byte).
-# The download lock is renewed between chunks, so a chunk must arrive within
-# 2/3 of LOCK_TTL_SECONDS: at least 26 KiB/s at the default 60 s (6.5 KiB/s
-# with 256 KiB), far below what Twilio's media storage serves.
+# At most 1 MiB per read: `make bench` row 5 measured a 200 MiB download
+# 0.23-0.26 s with it against 0.27-0.30 s with 256 KiB (fewer Python rounds
+# per byte). Each read returns what has arrived, so a slow link still yields
+# chunks (and lock renewals, which run between chunks) as its bytes come in.
 CHUNK_BYTES = 1024 * 1024
 MAX_REDIRECTS = 3
 
@@ -94,21 +94,36 @@ def new_session(settings: Settings) -> requests.Session:
 
 @dataclass
 class MediaStream:
-    """An open media response: its declared length and its body in chunks."""
+    """An open media response: its declared length and its body in chunks.
+
+    Use it as a context manager: leaving the block closes the connection, so a
+    download that stops early (lost lock, wrong bytes, full volume) ends the
+    transfer at once instead of when the garbage collector gets to it.
+    """
 
     response: requests.Response
     length: int
 
+    def __enter__(self) -> MediaStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.response.close()
+
     def chunks(self) -> Iterator[bytes]:
-        """Body chunks; a broken connection becomes an UpstreamError."""
+        """Body chunks as they arrive; a broken connection becomes an UpstreamError.
+
+        urllib3's ``read1`` returns what one read finds (up to CHUNK_BYTES)
+        rather than waiting for a whole chunk, as ``iter_content`` does.
+        """
+        raw = self.response.raw
         try:
-            yield from self.response.iter_content(CHUNK_BYTES)
-        except requests.exceptions.ChunkedEncodingError as exc:
+            while chunk := raw.read1(CHUNK_BYTES, decode_content=True):
+                yield chunk
+        except urllib3.exceptions.ProtocolError as exc:  # closed or reset before Content-Length
             raise IncompleteMedia(f"media body ended early: {exc}") from exc
-        except requests.RequestException as exc:  # a broken connection, a body that does not decode
+        except urllib3.exceptions.HTTPError as exc:  # a read timeout, a body that does not decode, TLS
             raise UpstreamError(f"media transfer broke: {type(exc).__name__}: {exc}") from exc
-        finally:
-            self.response.close()
 
 
 def open_media(session: requests.Session, settings: Settings, recording_sid: str, fmt: str) -> MediaStream:
