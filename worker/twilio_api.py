@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC
@@ -16,7 +17,6 @@ from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import requests
-import urllib3
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
@@ -28,11 +28,17 @@ from .sids import require_format, require_sid
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
-# At most 1 MiB per read: `make bench` row 5 measured a 200 MiB download
-# 0.23-0.26 s with it against 0.27-0.30 s with 256 KiB (fewer Python rounds
-# per byte). Each read returns what has arrived, so a slow link still yields
-# chunks (and lock renewals, which run between chunks) as its bytes come in.
+# The body is read 256 KiB at a time and handed on in chunks of up to 1 MiB:
+# `make bench` row 5 measured a 200 MiB download 0.23-0.26 s with 1 MiB
+# chunks against 0.27-0.30 s with 256 KiB ones (fewer Python rounds per
+# byte). What has arrived is also handed on after CHUNK_SECONDS, so on a slow
+# link the lock renewals that run between chunks keep coming (a 60 s lock is
+# renewed down to 256 KiB per 40 s, 6.4 KiB/s). Not urllib3's read1: over TLS
+# it returns one 16 KiB record per call, and `bench/whatif.py download-tls`
+# measured it at 0.4x the throughput of these reads.
+READ_BYTES = 256 * 1024
 CHUNK_BYTES = 1024 * 1024
+CHUNK_SECONDS = 0.2
 MAX_REDIRECTS = 3
 
 
@@ -111,19 +117,22 @@ class MediaStream:
         self.response.close()
 
     def chunks(self) -> Iterator[bytes]:
-        """Body chunks as they arrive; a broken connection becomes an UpstreamError.
-
-        urllib3's ``read1`` returns what one read finds (up to CHUNK_BYTES)
-        rather than waiting for a whole chunk, as ``iter_content`` does.
-        """
-        raw = self.response.raw
+        """Body chunks; a broken connection becomes an UpstreamError."""
+        pieces: list[bytes] = []
+        size, since = 0, time.monotonic()
         try:
-            while chunk := raw.read1(CHUNK_BYTES, decode_content=True):
-                yield chunk
-        except urllib3.exceptions.ProtocolError as exc:  # closed or reset before Content-Length
+            for piece in self.response.iter_content(READ_BYTES):
+                pieces.append(piece)
+                size += len(piece)
+                if size >= CHUNK_BYTES or time.monotonic() - since >= CHUNK_SECONDS:
+                    yield b"".join(pieces)
+                    pieces, size, since = [], 0, time.monotonic()
+        except requests.exceptions.ChunkedEncodingError as exc:
             raise IncompleteMedia(f"media body ended early: {exc}") from exc
-        except urllib3.exceptions.HTTPError as exc:  # a read timeout, a body that does not decode, TLS
+        except requests.RequestException as exc:  # a broken connection, a body that does not decode
             raise UpstreamError(f"media transfer broke: {type(exc).__name__}: {exc}") from exc
+        if pieces:
+            yield b"".join(pieces)
 
 
 def open_media(session: requests.Session, settings: Settings, recording_sid: str, fmt: str) -> MediaStream:
