@@ -1,6 +1,7 @@
 """What-if experiments behind the proposed fixes for missed targets (not part of ``make bench``).
 
-    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download] [hit-path] [redis-client] [nopush]
+    .venv/bin/python bench/whatif.py [webhook] [webhook-cpu] [nofile] [download] [hit-path] [redis-client]
+        [nopush] [download-tls]
 
 Each experiment measures the project as it is next to a bench-local copy with
 one change, on the same machine in the same run, and writes
@@ -33,12 +34,13 @@ from bench import volume  # noqa: E402
 from bench.anchor_apps import FLOOR_LIST  # noqa: E402
 from bench.context import Budget, Context  # noqa: E402
 from bench.deploy import Deployment  # noqa: E402
-from bench.report import say  # noqa: E402
+from bench.report import machine_info, say  # noqa: E402
 from bench.rows_hits import RANGE, hit_setup, signed_vs_static, wrk_hits  # noqa: E402
 from bench.rows_pipeline import create_call, media_url  # noqa: E402
 from bench.rows_scale import hits  # noqa: E402
 from bench.rows_webhook import settled_length, signed_bodies  # noqa: E402
 from bench.webhook_cpu import bodies_needed  # noqa: E402
+from bench.whatif_tls import exp_download_tls  # noqa: E402
 from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines  # noqa: E402
 from simulator.callbacks import RECORDING_STATUS_PATH  # noqa: E402
 from worker.celery_app import QUEUE  # noqa: E402
@@ -443,6 +445,7 @@ EXPERIMENTS: dict[str, Callable[[Context], list[dict]]] = {
     "hit-path": exp_hit_path,
     "redis-client": exp_redis_client,
     "nopush": exp_nopush,
+    "download-tls": exp_download_tls,
 }
 
 
@@ -455,10 +458,12 @@ def main(argv: list[str]) -> int:
     base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
     ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
     results: dict[str, list[dict]] = {}
+    machine = machine_info()
+    ran = f"{machine['date'][:10]}, {machine['cpu_model']}, {machine['cores']} cores"
     try:
         for name in chosen:
             say(f"what-if: {name}")
-            results[name] = EXPERIMENTS[name](ctx)
+            results[name] = {"ran": ran, "rows": EXPERIMENTS[name](ctx)}
     finally:
         ctx.close()
     out = ROOT / "bench" / "results"
@@ -467,9 +472,13 @@ def main(argv: list[str]) -> int:
     results = {**(json.loads(previous.read_text()) if previous.exists() else {}), **results}
     (out / "whatif.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = ["# What-if experiments (bench/whatif.py)", ""]
-    for name, rows in results.items():
+    for name, result in results.items():
+        # Figures from before runs were labelled are bare lists of rows.
+        rows = result["rows"] if isinstance(result, dict) else result
         keys = list(rows[0])
-        lines += [f"## {name}", "", "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += [f"## {name}", ""]
+        lines += [f"Run {result['ran']}.", ""] if isinstance(result, dict) else []
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
         lines += ["| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows] + [""]
     (out / "whatif.md").write_text("\n".join(lines))
     say("\n".join(lines))
