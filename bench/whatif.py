@@ -457,7 +457,7 @@ def main(argv: list[str]) -> int:
         sys.exit(f"whatif: unknown experiment {', '.join(unknown)}; one of {', '.join(EXPERIMENTS)}")
     base = Path(tempfile.mkdtemp(prefix="rc-whatif-"))
     ctx = Context(base, Budget(), Path("/dev/shm") if Path("/dev/shm").is_dir() else base)
-    results: dict[str, list[dict]] = {}
+    results: dict[str, dict] = {}
     machine = machine_info()
     ran = f"{machine['date'][:10]}, {machine['cpu_model']}, {machine['cores']} cores"
     try:

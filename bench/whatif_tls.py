@@ -25,7 +25,7 @@ import requests
 
 from bench.context import Context
 from bench.report import say
-from tests.stack import free_ports, port_open
+from tests.stack import free_ports, port_open, wait_for
 from worker import storage, twilio_api
 
 MIB = 1024 * 1024
@@ -90,12 +90,12 @@ def _serve(base: Path, mib: int) -> tuple[subprocess.Popen, str, str]:
     user = "user root;\n" if os.geteuid() == 0 else ""
     config.write_text(_NGINX.format(user=user, base=base, http_port=http_port, https_port=https_port))
     nginx = subprocess.Popen(["nginx", "-p", str(base), "-c", str(config), "-g", "daemon off;"])
-    deadline = time.monotonic() + 10
-    while not (port_open(http_port) and port_open(https_port)):
-        if time.monotonic() > deadline or nginx.poll() is not None:
-            nginx.kill()
-            raise RuntimeError(f"nginx for download-tls did not start: {(base / 'error.log').read_text()[-500:]}")
-        time.sleep(0.05)
+    try:
+        wait_for(lambda: port_open(http_port) and port_open(https_port), 10, "nginx for download-tls")
+    except TimeoutError:
+        nginx.kill()
+        nginx.wait(5)
+        raise RuntimeError(f"nginx for download-tls did not start: {(base / 'error.log').read_text()[-500:]}") from None
     return nginx, f"http://127.0.0.1:{http_port}/media.mp3", f"https://127.0.0.1:{https_port}/media.mp3"
 
 
