@@ -41,14 +41,14 @@ COPY --from=build /opt/venv /opt/venv
 
 # Code is owned by root: the app user can read it, not change it.
 WORKDIR /app
-COPY Procfile ./
+# The packages are imported from /app, the working folder (`python -m`).
+COPY Procfile pyproject.toml ./
 COPY worker/ worker/
 COPY web/ web/
 COPY nginx/ nginx/
 COPY simulator/ simulator/
-COPY scripts/ scripts/
-COPY docker/ docker/
+COPY stack/ stack/
 
 USER 10001:10001
-ENTRYPOINT ["python", "/app/docker/entrypoint.py"]
+ENTRYPOINT ["python", "-m", "stack.container"]
 CMD ["web"]

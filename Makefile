@@ -7,7 +7,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: run test test-fast bench call lint install install-dev clean
 
 run: install ## start every process in the foreground (demo mode without Twilio credentials)
-	$(PY) scripts/run.py
+	$(PY) -m stack.run
 
 test: install-dev ## the whole suite: unit, end to end, faults, browser
 	$(PY) -m pytest
@@ -17,10 +17,10 @@ test-fast: install-dev ## unit tests only (fakeredis and a throwaway redis-serve
 
 bench: install-dev ## measurements against their anchors; writes bench/results/latest.md
 	bash scripts/install-system-packages.sh wrk curl
-	$(PY) bench/run.py
+	$(PY) -m bench.run
 
 call: install ## demo: the simulator places a call and posts Twilio's signed callbacks
-	$(PY) scripts/call.py $(ARGS)
+	$(PY) -m stack.call $(ARGS)
 
 lint: install-dev
 	$(VENV)/bin/ruff check .
@@ -28,10 +28,11 @@ lint: install-dev
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt scripts/install-system-packages.sh
+$(VENV)/.installed: requirements.txt pyproject.toml scripts/install-system-packages.sh
 	bash scripts/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt

@@ -12,9 +12,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
+from worker import atomic
 from worker.config import Settings, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
+from worker.sids import FORMAT, PLAYABLE_SID
 
 TEMPLATE = "nginx.conf.j2"
 TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -66,14 +68,13 @@ def render(
         simulator_port=settings.simulator_port,
         recordings_dir=settings.recordings_dir,
         signing_key=settings.playback_signing_key,
+        playable_sid=PLAYABLE_SID,
+        media_format=FORMAT,
         demo=settings.demo,
     )
     # Written aside and renamed: a failed render leaves the last good config whole.
-    path, temp = runtime_dir / "nginx.conf", runtime_dir / "nginx.conf.tmp"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(temp, path)
+    path = runtime_dir / "nginx.conf"
+    atomic.write_bytes(path, text.encode("utf-8"), mode=0o600)
     return path
 
 

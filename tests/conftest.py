@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
-import subprocess
 from pathlib import Path
 
 import fakeredis
 import pytest
 import redis as redis_lib
 
-from tests.stack import Stack, free_port, port_open, wait_for
-from worker.config import Settings, load_settings
-
-ACCOUNT_SID = "AC" + "a" * 32
-AUTH_TOKEN = "f" * 32
-API_TOKEN = "test-api-token"
-SIGNING_KEY = "test-signing-key-0123456789"
-
-
-def make_settings(tmp_path: Path, **overrides: str) -> Settings:
-    """Settings for a test, built through the real loader from a fake environment."""
-    env = {
-        "ENV_FILE": str(tmp_path / "no.env"),
-        "TWILIO_ACCOUNT_SID": ACCOUNT_SID,
-        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_API_BASE_URL": "http://twilio.test",
-        "PUBLIC_BASE_URL": "http://cache.test",
-        "RECORDINGS_DIR": str(tmp_path / "recordings"),
-        "API_TOKEN": API_TOKEN,
-        "PLAYBACK_SIGNING_KEY": SIGNING_KEY,
-        "FLOWER_BASIC_AUTH": "admin:secret",
-        "LOCK_TTL_SECONDS": "5",
-    }
-    env.update(overrides)
-    settings = load_settings(env)
-    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
-    return settings
+from stack import Stack, free_port
+from tests.support import make_settings, spawn_redis_server
+from worker.config import Settings
 
 
 @pytest.fixture
@@ -68,22 +41,6 @@ def real_redis(real_redis_server):
     client.flushdb()
 
 
-def spawn_redis_server(binary: str, port: int, folder: Path) -> subprocess.Popen:
-    """A redis-server without persistence on ``port``, returned once it accepts connections."""
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: port_open(port), 10, "redis-server")
-    except BaseException:
-        proc.terminate()
-        proc.wait(10)
-        raise
-    return proc
-
-
 @pytest.fixture(scope="session")
 def real_redis_server(tmp_path_factory):
     """A throwaway redis-server on a free port for unit tests against the real thing."""
@@ -101,28 +58,13 @@ def real_redis_server(tmp_path_factory):
 
 
 @pytest.fixture
-def app(settings, monkeypatch):
-    """The Flask app on fakeredis (with Lua), the broker's queue list inspected directly."""
+def app(settings):
+    """The Flask app on fakeredis (with Lua); tasks land on the queue list (tests.support.sent_tasks)."""
     from web import create_app
 
-    flask_app = create_app(settings)
-    services = flask_app.extensions["recording_cache"]
-    object.__setattr__(services, "redis", fakeredis.FakeRedis())
-    sent: list[tuple[str, list]] = []
-    monkeypatch.setattr(services.celery, "send_task", lambda name, args=None, **kw: sent.append((name, args)))
-    flask_app.config.update(TESTING=True, SENT_BY_CELERY=sent)
+    flask_app = create_app(settings, redis=fakeredis.FakeRedis())
+    flask_app.config.update(TESTING=True)
     return flask_app
-
-
-def sent_tasks(flask_app) -> list[tuple[str, list]]:
-    """Tasks the app enqueued: those pushed to the queue list, then those sent through Celery."""
-    services = flask_app.extensions["recording_cache"]
-    pushed = []
-    for raw in reversed(services.redis.lrange(services.celery.conf.task_default_queue, 0, -1)):
-        message = json.loads(raw)
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        pushed.append((message["headers"]["task"], args))
-    return pushed + flask_app.config["SENT_BY_CELERY"]
 
 
 @pytest.fixture
@@ -133,19 +75,12 @@ def client(app):
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     """The whole deployment, shared by the end-to-end tests: 2 workers × 2 processes."""
-    running = Stack(tmp_path_factory.mktemp("stack"))
-    try:
-        running.start_all(workers=2, concurrency=2)
-        yield running
-    finally:
-        running.stop_all()
+    with Stack(tmp_path_factory.mktemp("stack")) as running:
+        yield running.start_all(workers=2, concurrency=2)
 
 
 @pytest.fixture
 def own_stack(tmp_path):
     """A stack a test may break (kill, restart); started by the test itself."""
-    running = Stack(tmp_path / "stack")
-    try:
+    with Stack(tmp_path / "stack") as running:
         yield running
-    finally:
-        running.stop_all()

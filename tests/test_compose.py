@@ -1,4 +1,4 @@
-"""docker-compose.yml, Dockerfile and docker/: the Procfile's processes as containers.
+"""docker-compose.yml, the Dockerfile and stack.container: the Procfile's processes as containers.
 
 No Docker engine is needed: the compose file is validated by the compose CLI
 when one is installed, its structure is checked against the Procfile, DESIGN's
@@ -8,7 +8,6 @@ healthchecks are exercised directly.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -21,6 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from stack import container as entrypoint
+from stack import healthcheck
+from stack import procfile as stack_procfile
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 RECORDINGS_VOLUME = "recordings_data"
@@ -28,17 +31,11 @@ RECORDINGS_VOLUME = "recordings_data"
 # and the local redis-server `make run` starts (compose has its own redis service).
 NOT_IN_COMPOSE = {"simulator", "redis"}
 APP_PROCESSES = {"web", "worker", "beat", "flower"}
+# Folders of the image, fixed in the compose file rather than taken from .env (host paths there).
+IMAGE_PATHS = {"RECORDINGS_DIR", "RUNTIME_DIR"}
 
 
-def _load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-entrypoint = _load_module("rc_docker_entrypoint", ROOT / "docker" / "entrypoint.py")
-healthcheck = _load_module("rc_docker_healthcheck", ROOT / "docker" / "healthcheck.py")
+ENTRYPOINT = [sys.executable, "-m", "stack.container"]
 
 
 # ---- helpers ------------------------------------------------------------------
@@ -53,12 +50,7 @@ def services() -> dict[str, dict]:
 
 
 def procfile() -> dict[str, str]:
-    commands = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, _, command = line.partition(":")
-            commands[name.strip()] = command.strip()
-    return commands
+    return stack_procfile.commands()
 
 
 def long_running(all_services: dict[str, dict]) -> dict[str, dict]:
@@ -110,10 +102,11 @@ def environment(svc: dict) -> dict[str, str]:
 
 
 def configuration_variables() -> list[str]:
-    """Variable names of the configuration table: DESIGN.md (../shared), else README.md."""
-    for path in (ROOT.parent / "shared" / "DESIGN.md", ROOT / "README.md"):
-        if path.is_file():
-            break
+    """Variable names of README.md's configuration table: what this version implements.
+
+    (DESIGN.md's table also lists variables of features still to come.)
+    """
+    path = ROOT / "README.md"
     text = path.read_text()
     section = text.split("## Configuration", 1)[1].split("\n## ", 1)[0]
     names: list[str] = []
@@ -193,8 +186,8 @@ def test_ports_and_settings_come_from_the_environment(tmp_path):
     for name, svc in app_services(resolved).items():
         env = environment(svc)
         for variable in names:
-            if variable == "RECORDINGS_DIR":
-                continue  # the mount path, see test_recordings_dir_is_where_the_volume_is_mounted
+            if variable in IMAGE_PATHS:
+                continue  # see test_recordings_dir_is_where_the_volume_is_mounted
             assert env.get(variable) == overrides[variable], f"{name}: {variable}"
 
 
@@ -211,7 +204,7 @@ def test_every_procfile_process_runs_as_a_service_except_simulator_and_local_red
 
 def test_app_services_run_their_procfile_line_through_the_entrypoint():
     all_services = services()
-    assert entrypoint.procfile_commands() == procfile()
+    assert list(procfile()) == ["web", "worker", "beat", "flower", "nginx", "simulator", "redis"]
     apps = app_services(all_services)
     assert set(apps) & set(procfile()) == APP_PROCESSES
     for name in APP_PROCESSES:
@@ -297,7 +290,8 @@ def test_gunicorn_in_a_container_binds_every_interface_on_web_port(settings, tmp
 def test_a_bad_setting_stops_the_container_with_one_line(tmp_path):
     env = {"PATH": os.environ["PATH"], "ENV_FILE": str(tmp_path / "no.env"), "HTTP_PORT": "70000"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "docker" / "entrypoint.py"), "worker"],
+        [*ENTRYPOINT, "worker"],
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -311,7 +305,7 @@ def test_a_bad_setting_stops_the_container_with_one_line(tmp_path):
 
 def test_entrypoint_runs_other_commands_unchanged():
     result = subprocess.run(
-        [sys.executable, str(ROOT / "docker" / "entrypoint.py"), "/bin/sh", "-c", "echo ran $0", "as-given"],
+        [*ENTRYPOINT, "/bin/sh", "-c", "echo ran $0", "as-given"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -319,7 +313,7 @@ def test_entrypoint_runs_other_commands_unchanged():
     assert result.returncode == 0, result.stderr
     assert result.stdout == "ran as-given\n"
     unknown = subprocess.run(
-        [sys.executable, str(ROOT / "docker" / "entrypoint.py"), "no-such-process"],
+        [*ENTRYPOINT, "no-such-process"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -408,7 +402,7 @@ def test_every_long_running_service_has_a_healthcheck():
 def test_app_healthchecks_run_the_check_of_their_own_process():
     for name in APP_PROCESSES:
         test = services()[name]["healthcheck"]["test"]
-        assert test[-2:] == ["/app/docker/healthcheck.py", name], name
+        assert test[1:] == ["python", "-m", "stack.healthcheck", name], name
         assert name in healthcheck.CHECKS
     assert "redis-cli ping" in " ".join(services()["redis"]["healthcheck"]["test"])
     # nginx's probe is an unsigned playback URL: it must be one the playback
@@ -478,7 +472,7 @@ def test_every_configuration_variable_reaches_every_service_that_reads_settings(
         missing = [variable for variable in names if variable not in env]
         assert not missing, f"{name} does not get {missing}"
         for variable in names:
-            if variable == "RECORDINGS_DIR":
+            if variable in IMAGE_PATHS:
                 continue
             assert env[variable].startswith("${" + variable), f"{name}: {variable} is not taken from the environment"
 
@@ -510,7 +504,7 @@ def test_image_builds_a_venv_in_one_stage_and_runs_it_as_non_root_in_another():
     user = [line.split()[1] for line in final if line.startswith("USER ")]
     assert user and user[-1].split(":")[0] not in ("root", "0")
     copied = {line.split()[1].rstrip("/") for line in final if line.startswith("COPY ") and "--from" not in line}
-    assert copied >= {"worker", "web", "nginx", "simulator", "scripts", "Procfile", "docker"}
+    assert copied >= {"worker", "web", "nginx", "simulator", "stack", "Procfile"}
     assert json.loads(final[-1].removeprefix("CMD ")) == ["web"]
     assert "web" in procfile()
 

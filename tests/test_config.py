@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from tests.conftest import ACCOUNT_SID, make_settings
-from worker import __main__ as worker_cli
+from tests.support import ACCOUNT_SID, make_settings
+from worker import cli as worker_cli
 from worker.config import load_settings, merged_environment
 from worker.errors import ConfigError
 

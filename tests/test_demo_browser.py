@@ -8,7 +8,7 @@ import time
 import pytest
 
 from simulator.callbacks import place_call
-from tests.stack import Stack, wait_for
+from stack import Stack, wait_for
 from worker import storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
@@ -30,12 +30,8 @@ CHROMIUM_ARGS = [
 
 @pytest.fixture(scope="module")
 def demo_stack(tmp_path_factory):
-    running = Stack(tmp_path_factory.mktemp("demo"), demo=True)
-    try:
-        running.start_all(workers=1, concurrency=2)
-        yield running
-    finally:
-        running.stop_all()
+    with Stack(tmp_path_factory.mktemp("demo"), demo=True) as running:
+        yield running.start_all(workers=1, concurrency=2)
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import hashlib
 import os
 import signal
 import subprocess
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,8 +21,8 @@ import redis as redis_lib
 import requests
 
 from simulator.callbacks import post_callback, recording_status_params
-from tests.stack import Stack, free_port, wait_for
-from worker import storage
+from stack import Stack, free_port, wait_for
+from worker import atomic, storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
@@ -59,7 +58,7 @@ def final_path(stack: Stack, sid: str):
 
 
 def partials(stack: Stack, sid: str) -> list:
-    return list((stack.recordings / ".tmp").glob(f"{sid}.mp3.*.part"))
+    return list((stack.recordings / ".tmp").glob(atomic.temp_glob(storage.media_path(stack.recordings, sid, "mp3"))))
 
 
 def retries_logged(stack: Stack, sid: str) -> int:
@@ -311,20 +310,7 @@ def test_flower_requires_authentication_and_binds_loopback(tmp_path):
     stack = Stack(tmp_path / "flower", overrides={"FLOWER_URL_PREFIX": "flower"})
     try:
         stack.start_redis()
-        flower = stack.spawn(
-            "flower",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_worker",
-                "flower",
-                "--address=127.0.0.1",
-                f"--port={stack.flower_port}",
-            ],
-        )
-        stack._wait_port(flower, stack.flower_port, timeout=30)
+        stack.start_flower()
         stack.start_web()
         stack.start_nginx()
         direct = f"http://127.0.0.1:{stack.flower_port}/flower/"

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from worker import fetch, status, storage, twilio_api
+from worker import fetch, sidecar, status, storage, twilio_api
 from worker.errors import (
     IncompleteMedia,
     LockBusy,
@@ -19,6 +19,7 @@ from worker.errors import (
     UpstreamError,
     UpstreamNotReady,
 )
+from worker.locks import RecordingLock
 
 RE = "RE" + "3" * 32
 CA = "CA" + "3" * 32
@@ -55,8 +56,8 @@ def test_downloads_once_then_serves_from_the_volume(settings, redis, twilio, ses
     assert (first.result, second.result) == ("downloaded", "cached")
     assert media_gets(twilio, settings) == 1
     assert storage.media_path(settings.recordings_dir, RE, "mp3").read_bytes() == MP3
-    sidecar = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
-    assert sidecar["call_sid"] == CA and sidecar["bytes"] == len(MP3) and sidecar["format"] == "mp3"
+    facts = sidecar.read(settings.recordings_dir, RE, "mp3")
+    assert facts.call_sid == CA and facts.bytes == len(MP3) and facts.format == "mp3"
     assert storage.resolve_link(settings.recordings_dir, CA, "mp3") == RE
 
 
@@ -81,13 +82,13 @@ def test_unknown_call_sid_is_read_from_the_recording_resource(settings, redis, t
     )
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     fetch.fetch_recording(RE, "mp3", settings, redis, session)
-    sidecar = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
-    assert sidecar["call_sid"] == CA and sidecar["duration"] == "7"
-    assert sidecar["recorded_at"] == "2026-09-01T10:00:00+00:00"
+    facts = sidecar.read(settings.recordings_dir, RE, "mp3")
+    assert facts.call_sid == CA and facts.duration == "7"
+    assert facts.recorded_at == "2026-09-01T10:00:00+00:00"
 
 
 def test_another_holder_of_the_lock_means_no_download(settings, redis, twilio, session):
-    holder = fetch.RecordingLock(redis, RE, "mp3", ttl=5)
+    holder = RecordingLock(redis, RE, "mp3", ttl=5)
     assert holder.acquire()
     with pytest.raises(LockBusy):
         fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
@@ -138,7 +139,7 @@ def test_upstream_faults_leave_nothing_on_the_volume(settings, redis, twilio, se
 
 
 def test_lock_is_extended_while_a_download_streams(redis):
-    lock = fetch.RecordingLock(redis, RE, "mp3", ttl=0.6)
+    lock = RecordingLock(redis, RE, "mp3", ttl=0.6)
     assert lock.acquire()
     keep = fetch._lock_keeper(lock, 0.6)
     for _ in range(6):  # 0.9 s in all: longer than the TTL
@@ -149,10 +150,10 @@ def test_lock_is_extended_while_a_download_streams(redis):
 
 
 def test_a_lost_lock_stops_the_download(redis):
-    lock = fetch.RecordingLock(redis, RE, "mp3", ttl=0.3)
+    lock = RecordingLock(redis, RE, "mp3", ttl=0.3)
     assert lock.acquire()
     redis.delete(lock.name)
-    fetch.RecordingLock(redis, RE, "mp3", ttl=5).acquire()  # someone else took over
+    RecordingLock(redis, RE, "mp3", ttl=5).acquire()  # someone else took over
     keep = fetch._lock_keeper(lock, 0.3)
     time.sleep(0.15)
     with pytest.raises(LockLost):
@@ -230,7 +231,7 @@ def test_a_malformed_call_sid_in_the_resource_is_ignored(settings, redis, twilio
     twilio.get(resource(settings), json={"sid": RE, "call_sid": call_sid, "status": "completed"})
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     assert fetch.fetch_recording(RE, "mp3", settings, redis, session).result == "downloaded"
-    assert storage.read_sidecar(settings.recordings_dir, RE, "mp3")["call_sid"] is None
+    assert sidecar.read(settings.recordings_dir, RE, "mp3").call_sid is None
     assert not status.is_downloading(redis, RE, "mp3")
 
 
@@ -245,12 +246,11 @@ def test_a_volume_that_refuses_the_temp_file_is_a_storage_error(settings, redis,
 def test_a_sidecar_lost_after_the_media_landed_is_written_on_the_next_fetch(settings, redis, twilio, session):
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
-    sidecar = storage.sidecar_path(settings.recordings_dir, RE, "mp3")
-    expected = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
-    sidecar.unlink()  # as when the volume filled up between the media's rename and its sidecar
+    expected = sidecar.read(settings.recordings_dir, RE, "mp3")
+    sidecar.remove(settings.recordings_dir, RE, "mp3")  # as when the volume filled up between media and sidecar
     assert fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA).result == "cached"
-    healed = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
-    assert (healed["sha256"], healed["bytes"], healed["call_sid"]) == (expected["sha256"], len(MP3), CA)
+    healed = sidecar.read(settings.recordings_dir, RE, "mp3")
+    assert (healed.sha256, healed.bytes, healed.call_sid) == (expected.sha256, len(MP3), CA)
     assert media_gets(twilio, settings) == 1
 
 
@@ -261,17 +261,17 @@ def test_a_rewritten_sidecar_keeps_what_twilio_knows(settings, redis, twilio, se
     )
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     fetch.fetch_recording(RE, "mp3", settings, redis, session)
-    storage.sidecar_path(settings.recordings_dir, RE, "mp3").unlink()
+    sidecar.remove(settings.recordings_dir, RE, "mp3")
     assert fetch.fetch_recording(RE, "mp3", settings, redis, session).result == "cached"
-    healed = storage.read_sidecar(settings.recordings_dir, RE, "mp3")
-    assert (healed["call_sid"], healed["recorded_at"]) == (CA, "2026-09-01T10:00:00+00:00")
+    healed = sidecar.read(settings.recordings_dir, RE, "mp3")
+    assert (healed.call_sid, healed.recorded_at) == (CA, "2026-09-01T10:00:00+00:00")
 
 
 def test_a_malformed_call_sid_from_a_task_is_replaced_by_twilios(settings, redis, twilio, session):
     twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "completed"})
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     assert fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid="../../etc").result == "downloaded"
-    assert storage.read_sidecar(settings.recordings_dir, RE, "mp3")["call_sid"] == CA
+    assert sidecar.read(settings.recordings_dir, RE, "mp3").call_sid == CA
 
 
 def test_call_twilio_maps_what_the_package_raises_but_not_our_own_mistakes():

@@ -11,8 +11,8 @@ from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
-from worker import signing, storage
+from tests.support import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
+from worker import sidecar, signing, storage
 from worker.errors import InvalidSid
 from worker.sids import is_sid
 
@@ -109,7 +109,7 @@ def test_correctly_signed_miss_enqueues_only_well_formed_sids(client, app, sid, 
 def test_storage_paths_stay_inside_the_volume(kind, sid):
     root = Path("/volume/recordings")
     try:
-        path = storage.media_path(root, sid, "mp3") if kind == "media" else storage.sidecar_path(root, sid, "mp3")
+        path = storage.media_path(root, sid, "mp3") if kind == "media" else sidecar.path(root, sid, "mp3")
     except InvalidSid:
         return
     assert path.parent == root

@@ -14,8 +14,8 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.callbacks import place_call
-from tests.stack import ROOT, Stack, wait_for
-from worker import signing, storage
+from stack import ROOT, Stack, wait_for
+from worker import keys, sidecar, signing, storage
 
 pytestmark = pytest.mark.e2e
 
@@ -111,8 +111,7 @@ def test_eviction_keeps_the_budget_and_refetches_on_the_next_play(start_stack):
         assert play(stack, sid).status_code == 206  # played just now: never evicted
 
     # The second one's Twilio copy is gone: pinned, must survive although old.
-    sidecar = storage.sidecar_path(stack.recordings, sids[1], "mp3")
-    storage.write_json_atomically(sidecar, {**json.loads(sidecar.read_text()), "pinned": True})
+    sidecar.write(stack.recordings, sidecar.read(stack.recordings, sids[1], "mp3").marked(pinned=True))
 
     wait_for(lambda: cli(stack, "ingest-playlog")["hits"] >= 0 and _played(stack, sids[2:]), 15, "plays stamped")
     report = cli(stack, "evict")
@@ -187,8 +186,8 @@ def test_delete_after_verify_refuses_a_changed_file_and_pins_deleted_ones(start_
     auth = (stack.account_sid, stack.auth_token)
     assert requests.get(f"{resource}/{good['recording_sid']}.json", auth=auth, timeout=5).status_code == 404
     assert requests.get(f"{resource}/{changed['recording_sid']}.json", auth=auth, timeout=5).status_code == 200
-    sidecar = storage.read_sidecar(stack.recordings, good["recording_sid"], "mp3")
-    assert sidecar["pinned"] and sidecar["twilio_deleted_at"]
+    facts = sidecar.read(stack.recordings, good["recording_sid"], "mp3")
+    assert facts.pinned and facts.twilio_deleted_at
 
     for call in (good, changed):
         _age(stack, call["recording_sid"], 3600)
@@ -206,8 +205,8 @@ def test_reconcile_fetches_what_webhooks_lost_and_cleans_stale_temp_files(start_
     # The webhook was accepted, but its queued task was lost (e.g. a Redis that kept nothing).
     lost = stack.sim("POST", "/_sim/calls", json={"size": 4096}).json()
     r = redis_lib.Redis.from_url(stack.redis_url)
-    r.set(f"rc:webhook:{lost['recording_sid']}", json.dumps({"status": "completed", "call_sid": lost["call_sid"]}))
-    stale = stack.recordings / ".tmp" / f"{lost['recording_sid']}.mp3.dead.part"
+    r.set(keys.webhook(lost["recording_sid"]), json.dumps({"status": "completed", "call_sid": lost["call_sid"]}))
+    stale = stack.recordings / ".tmp" / f".{lost['recording_sid']}.mp3.dead.part"
     stale.parent.mkdir(exist_ok=True)
     stale.write_bytes(b"partial")
     os.utime(stale, (1, 1))

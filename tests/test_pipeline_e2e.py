@@ -13,8 +13,8 @@ import redis as redis_lib
 import requests
 
 from simulator.callbacks import post_callback, recording_status_params
-from tests.stack import wait_for
-from worker import storage
+from stack import wait_for
+from worker import keys, sidecar, storage
 from worker.celery_app import create_celery
 from worker.config import load_settings
 
@@ -51,9 +51,9 @@ def test_signed_webhook_ends_as_verified_file(stack):
     data = wait_cached(stack, sid)
     assert len(data) == 1 << 20
     assert sha256(data) == call["expected"]["sha256"]
-    sidecar = storage.read_sidecar(stack.recordings, sid, "mp3")
-    assert sidecar["call_sid"] == call["call_sid"]
-    assert sidecar["sha256"] == call["expected"]["sha256"]
+    facts = sidecar.read(stack.recordings, sid, "mp3")
+    assert facts.call_sid == call["call_sid"]
+    assert facts.sha256 == call["expected"]["sha256"]
     assert storage.resolve_link(stack.recordings, call["call_sid"], "mp3") == sid
     assert stack.media_gets(sid) == 1
     assert not list((stack.recordings / ".tmp").glob(f"{sid}*"))
@@ -137,8 +137,8 @@ def test_unsigned_or_wrongly_signed_webhook_is_refused_and_enqueues_nothing(stac
         response = requests.post(url, data=params, headers=headers, timeout=5)
     assert response.status_code == 403
     r = redis_lib.Redis.from_url(stack.redis_url)
-    assert not r.exists(f"rc:queued:{sid}.mp3")
-    assert r.get(f"rc:webhook:{sid}") is None
+    assert not r.exists(keys.queued(sid, "mp3"))
+    assert r.get(keys.webhook(sid)) is None
     queued = [json.loads(m) for m in r.lrange("recordings", 0, -1)]
     assert not any(sid in json.dumps(message) for message in queued)
     assert stack.media_gets(sid) == 0

@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from tests.conftest import make_settings, spawn_redis_server
-from tests.stack import free_port, wait_for
-from worker import queue
+from stack import free_port, wait_for
+from tests.support import make_settings, spawn_redis_server
+from worker import keys, queue
 from worker.celery_app import create_celery
 from worker.publish import FastPublisher
 
@@ -69,31 +69,31 @@ def test_claim_and_push_enqueues_once_and_remembers_every_callback(tmp_path, rea
         celery.close()
     assert pushed == [True, False, False, False, False]
     assert real_redis.llen("recordings") == 1
-    assert json.loads(real_redis.get(f"rc:webhook:{sid}"))["status"] == "completed"
-    assert 0 < real_redis.ttl(f"rc:queued:{sid}.mp3") <= 120
+    assert json.loads(real_redis.get(keys.webhook(sid)))["status"] == "completed"
+    assert 0 < real_redis.ttl(keys.queued(sid, "mp3")) <= 120
 
 
-def _enqueue_all(celery, r, sids: list[str]) -> set[str]:
-    return {sid for sid in sids if queue.enqueue_fetch(celery, r, sid, "mp3", "test")}
+def _enqueue_all(publisher: FastPublisher, sids: list[str]) -> set[str]:
+    return {sid for sid in sids if queue.enqueue_fetch(publisher, sid, "mp3", "test")}
 
 
 def test_a_forked_child_publishes_on_its_own_connection(tmp_path, real_redis, real_redis_server):
     """Parent and child enqueue at once after a fork: each gets its own replies and names itself as origin."""
     celery = create_celery(make_settings(tmp_path, REDIS_URL=real_redis_server))
-    r = redis.Redis.from_url(real_redis_server)
+    publisher = FastPublisher(celery, redis.Redis.from_url(real_redis_server))
     sids = [f"RE{i:032x}" for i in range(900)]
     mine, theirs, contended = sids[:300], sids[300:600], sids[600:]  # both race for the contended ones
     report = tmp_path / "child.json"
     try:
-        assert queue.enqueue_fetch(celery, r, "RE" + "f" * 32, "mp3", "test")  # the parent's publisher exists
+        assert queue.enqueue_fetch(publisher, "RE" + "f" * 32, "mp3", "test")  # the parent's connection is open
         child = os.fork()
         if child == 0:  # the child reports through a file and its exit code only
             try:
-                report.write_text(json.dumps(sorted(_enqueue_all(celery, r, theirs + contended))))
+                report.write_text(json.dumps(sorted(_enqueue_all(publisher, theirs + contended))))
                 os._exit(0)
             except BaseException:
                 os._exit(1)
-        pushed_here = _enqueue_all(celery, r, mine + contended)
+        pushed_here = _enqueue_all(publisher, mine + contended)
         _, status = os.waitpid(child, 0)
     finally:
         celery.close()
@@ -141,15 +141,16 @@ def test_enqueue_survives_a_redis_restart_and_an_idle_close(tmp_path, restartabl
     """The publisher's held connection is reconnected, not failed, once Redis closed it."""
     celery = create_celery(make_settings(tmp_path, REDIS_URL=restartable_redis.url))
     r = redis.Redis.from_url(restartable_redis.url, socket_connect_timeout=1, socket_timeout=2)
+    publisher = FastPublisher(celery, r)
     try:
-        assert queue.enqueue_fetch(celery, r, "RE" + "1" * 32, "mp3", "test")
+        assert queue.enqueue_fetch(publisher, "RE" + "1" * 32, "mp3", "test")
         restartable_redis.stop()  # nothing is sent while it is down
         restartable_redis.start()
-        assert queue.enqueue_fetch(celery, r, "RE" + "2" * 32, "mp3", "test")
+        assert queue.enqueue_fetch(publisher, "RE" + "2" * 32, "mp3", "test")
 
         r.config_set("timeout", 1)  # the server drops idle clients: the publisher's connection goes
         wait_for(lambda: len(r.client_list()) == 1, 10, "only this polling client left connected")
-        assert queue.enqueue_fetch(celery, r, "RE" + "3" * 32, "mp3", "test")
+        assert queue.enqueue_fetch(publisher, "RE" + "3" * 32, "mp3", "test")
     finally:
         celery.close()
     assert r.llen("recordings") == 2  # the one before the restart died with the server (no persistence)

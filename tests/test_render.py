@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from nginx.render import render
-from tests.conftest import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, make_settings
+from tests.support import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, make_settings
 from worker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent

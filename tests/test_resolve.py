@@ -84,15 +84,17 @@ def test_a_call_without_parent_or_recording_is_not_found(settings, twilio):
 def test_reconcile_and_backfill_skip_a_listed_recording_with_a_malformed_sid(settings, twilio, redis):
     from datetime import UTC, datetime
 
-    from worker import backfill, reconcile
-    from worker.celery_app import QUEUE, create_celery
+    from worker import keys
+    from worker.celery_app import create_celery
+    from worker.maintenance import backfill, reconcile
+    from worker.publish import FastPublisher
 
     good = recording(RE_NEW, "Tue, 01 Sep 2026 11:00:00 +0000")
     twilio.get(recordings_url(settings), json=page(recording("../../etc", None), good))
-    client, celery = twilio_api.make_client(settings), create_celery(settings)
-    report = reconcile.reconcile(settings, redis, client, celery)
+    client, publisher = twilio_api.make_client(settings), FastPublisher(create_celery(settings), redis)
+    report = reconcile.reconcile(settings, redis, client, publisher)
     assert (report.listed, report.enqueued) == (2, 1)
-    redis.delete(QUEUE, f"rc:queued:{RE_NEW}.{settings.recording_format}")
-    filled = backfill.backfill(settings, redis, client, celery, since=datetime(2026, 1, 1, tzinfo=UTC))
+    redis.delete(keys.QUEUE, keys.queued(RE_NEW, settings.recording_format))
+    filled = backfill.backfill(settings, client, publisher, since=datetime(2026, 1, 1, tzinfo=UTC))
     assert (filled.found, filled.skipped, filled.enqueued) == (2, 1, 1)
-    assert redis.llen(QUEUE) == 1
+    assert redis.llen(keys.QUEUE) == 1

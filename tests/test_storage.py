@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 
 import pytest
 
-from worker import storage, stream_io
+from worker import atomic, sidecar, storage, stream_io
 from worker.errors import IncompleteMedia, InvalidSid, StorageError
 
 RE1 = "RE" + "1" * 32
@@ -112,7 +113,8 @@ def test_write_media_refuses_anything_but_a_recording_sid(tmp_path, sid):
 
 def _cache(root, sid, recorded_at):
     storage.write_media(root, sid, "mp3", chunks(MP3), len(MP3))
-    storage.write_json_atomically(storage.sidecar_path(root, sid, "mp3"), {"recorded_at": recorded_at})
+    stored = sidecar.Sidecar(recording_sid=sid, format="mp3", bytes=len(MP3), sha256="", recorded_at=recorded_at)
+    sidecar.write(root, stored)
 
 
 def test_call_link_points_at_the_latest_recording(tmp_path):
@@ -174,10 +176,34 @@ def test_a_failing_cleanup_does_not_hide_the_storage_error(tmp_path, monkeypatch
         storage.write_media(tmp_path, RE1, "mp3", chunks(MP3), len(MP3))
 
 
-def test_write_json_without_replace_keeps_what_is_there(tmp_path):
+def test_an_atomic_write_without_replace_keeps_what_is_there(tmp_path):
     path = tmp_path / "x.json"
-    assert storage.write_json_atomically(path, {"a": 1})
-    assert not storage.write_json_atomically(path, {"a": 2}, replace=False)
-    assert storage.write_json_atomically(tmp_path / "y.json", {"b": 1}, replace=False)
+    assert atomic.write_bytes(path, b'{"a": 1}')
+    assert not atomic.write_bytes(path, b'{"a": 2}', replace=False)
+    assert atomic.write_bytes(tmp_path / "y.json", b'{"b": 1}', replace=False)
     assert (path.read_text(), (tmp_path / "y.json").read_text()) == ('{"a": 1}', '{"b": 1}')
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_a_sidecar_round_trips_and_reads_unknown_or_missing_fields_leniently(tmp_path):
+    facts = sidecar.Sidecar(recording_sid=RE1, format="mp3", bytes=3, sha256="ab", call_sid=CA1)
+    assert sidecar.write(tmp_path, facts)
+    assert sidecar.read(tmp_path, RE1, "mp3") == facts
+    written = json.loads(sidecar.path(tmp_path, RE1, "mp3").read_text())
+    assert "pinned" not in written and "twilio_deleted_at" not in written  # only once set
+    sidecar.path(tmp_path, RE1, "mp3").write_text(json.dumps({**written, "added_later": 1, "pinned": True}))
+    assert sidecar.read(tmp_path, RE1, "mp3").is_pinned
+    sidecar.path(tmp_path, RE1, "mp3").write_text("[1, 2]")
+    assert sidecar.read(tmp_path, RE1, "mp3") is None
+    assert sidecar.read(tmp_path, RE2, "mp3") is None
+
+
+def test_newest_and_every_list_only_sidecars(tmp_path):
+    for index, sid in enumerate((RE1, RE2)):
+        sidecar.write(tmp_path, sidecar.Sidecar(recording_sid=sid, format="mp3", bytes=1, sha256=""))
+        os.utime(sidecar.path(tmp_path, sid, "mp3"), (1000 + index, 1000 + index))
+    (tmp_path / f"{RE1}.mp3").write_bytes(MP3)
+    (tmp_path / "notes.json").write_text("{}")
+    assert sidecar.newest(tmp_path, "mp3", 10) == [RE2, RE1]
+    assert sidecar.newest(tmp_path, "wav", 10) == []
+    assert {facts.recording_sid for facts in sidecar.every(tmp_path)} == {RE1, RE2}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
+from tests.support import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
 from worker import status
 
 RE = "RE" + "4" * 32
@@ -159,7 +159,7 @@ def test_call_status_rejects_bad_signature(client, app):
 
 
 def test_redis_down_answers_503_so_twilio_retries(tmp_path):
-    from tests.conftest import make_settings
+    from tests.support import make_settings
     from web import create_app
 
     app = create_app(make_settings(tmp_path, REDIS_URL="redis://127.0.0.1:1/0"))

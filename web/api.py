@@ -56,7 +56,7 @@ def fetch_recording(sid: str):
     svc, fmt = services(), _format()
     info = catalog.describe(svc.settings, svc.redis, sid, fmt)
     if info["status"] != "cached":
-        info["enqueued"] = queue.enqueue_fetch(svc.celery, svc.redis, sid, fmt, "api")
+        info["enqueued"] = queue.enqueue_fetch(svc.publisher, sid, fmt, "api")
         log.info("api.fetch", extra={"sid": sid, "format": fmt, "enqueued": info["enqueued"]})
         if info["status"] in ("unknown", "failed"):
             info["status"] = "pending"

@@ -6,12 +6,10 @@ credentials are configured (the operator's local development set-up).
 
 from __future__ import annotations
 
-import os
-
 from flask import Blueprint, jsonify, render_template, request
 
-from worker import catalog
-from worker.sids import is_sid
+from worker import catalog, sidecar
+from worker.sids import is_playable
 
 from . import services
 
@@ -19,14 +17,6 @@ bp = Blueprint("demo", __name__)
 
 RECENT = 25
 MAX_WATCHED = 25
-
-
-def _recent_recordings(root, fmt: str) -> list[str]:
-    """RecordingSids of the newest sidecars on the volume."""
-    suffix = f".{fmt}.json"
-    entries = [entry for entry in os.scandir(root) if entry.name.startswith("RE") and entry.name.endswith(suffix)]
-    entries.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
-    return [entry.name[: -len(suffix)] for entry in entries[:RECENT]]
 
 
 @bp.get("/")
@@ -40,6 +30,6 @@ def recordings():
     """Recent recordings plus the SIDs the page watches, each with a signed URL."""
     svc = services()
     fmt = svc.settings.recording_format
-    watched = [sid for sid in request.args.getlist("sid")[:MAX_WATCHED] if is_sid(sid, "RE") or is_sid(sid, "CA")]
-    sids = list(dict.fromkeys(watched + _recent_recordings(svc.settings.recordings_dir, fmt)))
+    watched = [sid for sid in request.args.getlist("sid")[:MAX_WATCHED] if is_playable(sid)]
+    sids = list(dict.fromkeys(watched + sidecar.newest(svc.settings.recordings_dir, fmt, RECENT)))
     return jsonify(recordings=[catalog.describe(svc.settings, svc.redis, sid, fmt) for sid in sids])

@@ -14,6 +14,9 @@ worker_class = "sync"
 timeout = 30
 graceful_timeout = 10
 keepalive = 75
+# Each worker imports the app after the fork, so its Redis client and
+# publisher (built in create_app) are its own; preloading would share them.
+preload_app = False
 accesslog = None
 errorlog = "-"
 loglevel = "warning"

@@ -9,8 +9,8 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from worker import evict, playlog
-from worker.celery_app import QUEUE
+from worker.keys import QUEUE
+from worker.maintenance import evict, playlog
 
 from . import services
 

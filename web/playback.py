@@ -14,13 +14,14 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Blueprint, abort, jsonify, request
 
 from worker import catalog, metrics, queue, signing, storage
+from worker.sids import FORMAT, PLAYABLE_SID
 
 from . import services
 
 log = logging.getLogger(__name__)
 bp = Blueprint("playback", __name__)
 
-_PLAYBACK_PATH = re.compile(r"/recordings/((?:RE|CA)[0-9a-f]{32})\.(mp3|wav)")
+_PLAYBACK_PATH = re.compile(rf"/recordings/({PLAYABLE_SID})\.({FORMAT})")
 RETRY_AFTER_SECONDS = 1
 
 
@@ -51,7 +52,7 @@ def playback_miss():
     if catalog.is_known_missing(svc.redis, sid, fmt):
         abort(404, "Twilio has no recording for this SID")
     metrics.PLAYBACK_MISSES.inc()
-    enqueued = queue.enqueue_fetch(svc.celery, svc.redis, sid, fmt, "playback")
+    enqueued = queue.enqueue_fetch(svc.publisher, sid, fmt, "playback")
     log.info("playback.miss", extra={"sid": sid, "format": fmt, "cache": "miss", "enqueued": enqueued})
     return _come_back(sid, "pending", RETRY_AFTER_SECONDS)
 

@@ -89,8 +89,7 @@ def recording_status():
     enqueued = False
     if recording_status == "completed":
         enqueued = queue.enqueue_fetch(
-            svc.celery,
-            svc.redis,
+            svc.publisher,
             recording_sid,
             settings.recording_format,
             "webhook",
@@ -124,7 +123,7 @@ def call_status():
     if parent:
         parent = require_sid(parent, "CA", "ParentCallSid")
         svc = services()
-        queue.enqueue_leg(svc.celery, call_sid, parent, svc.settings.recording_format)
+        queue.enqueue_leg(svc.publisher, call_sid, parent, svc.settings.recording_format)
     metrics.WEBHOOKS.labels("call", "child" if parent else "parent").inc()
     log.info(
         "webhook.call_status",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import redis
 
-from . import status, storage
+from . import sidecar, status, storage
 from .config import Settings
 from .signing import signed_url
 
@@ -23,14 +23,14 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str) -> dict:
     }
     recording_sid = storage.resolve_link(root, sid, fmt)
     if recording_sid:
-        sidecar = storage.read_sidecar(root, recording_sid, fmt) or {}
+        facts = sidecar.read(root, recording_sid, fmt)
         info.update(
             status="cached",
             recording_sid=recording_sid,
-            call_sid=info["call_sid"] or sidecar.get("call_sid"),
+            call_sid=info["call_sid"] or (facts and facts.call_sid),
             bytes=storage.media_path(root, recording_sid, fmt).stat().st_size,
-            sha256=sidecar.get("sha256"),
-            downloaded_at=sidecar.get("downloaded_at"),
+            sha256=facts and facts.sha256,
+            downloaded_at=facts and facts.downloaded_at,
         )
         return info
     if sid.startswith("RE"):

@@ -7,8 +7,7 @@ from datetime import timedelta
 from celery import Celery
 
 from .config import Settings
-
-QUEUE = "recordings"
+from .keys import QUEUE
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -68,5 +67,4 @@ def create_celery(settings: Settings) -> Celery:
             )
         },
     )
-    app.rc_settings = settings  # read by worker.tasks through resources()
     return app

@@ -54,6 +54,7 @@ class Settings:
     delete_from_twilio_after_days: int | None
     demo: bool
     simulator_port: int
+    runtime_dir: Path
     playback_log: Path
     flower_url_prefix: str
     # Tuning knobs with production defaults; tests shorten them.
@@ -246,6 +247,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     http_port = _typed(env, "HTTP_PORT", 8080, _port)
     recordings_dir = _path_setting(env, "RECORDINGS_DIR", "./data/recordings")
     simulator_port = _typed(env, "SIMULATOR_PORT", 8089, _port)
+    runtime_dir = _path_setting(env, "RUNTIME_DIR", "./run")
     is_demo = account_sid is None
     secrets = _secrets(env, recordings_dir, is_demo)
     if is_demo:
@@ -276,7 +278,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         demo=is_demo,
         simulator_port=simulator_port,
         flower_url_prefix=_typed(env, "FLOWER_URL_PREFIX", "", _url_prefix),
-        playback_log=_path_setting(env, "PLAYBACK_LOG", "./run/playback.log"),
+        runtime_dir=runtime_dir,
+        playback_log=_path_setting(env, "PLAYBACK_LOG", str(runtime_dir / "playback.log")),
         download_connect_timeout=_typed(env, "DOWNLOAD_CONNECT_TIMEOUT", 5.0, _positive_float),
         download_read_timeout=_typed(env, "DOWNLOAD_READ_TIMEOUT", 30.0, _positive_float),
         download_max_retries=_typed(env, "DOWNLOAD_MAX_RETRIES", 8, _non_negative),

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import tempfile
 from pathlib import Path
 
+from . import atomic
 from .errors import ConfigError
 
 SECRETS_FILE = "demo-secrets.json"
@@ -26,24 +25,13 @@ def _generate() -> dict[str, str]:
 def load_or_create_secrets(state_dir: Path) -> dict[str, str]:
     """Return the demo secrets under ``state_dir``, creating them on first use.
 
-    Creation links a complete temp file into place, so concurrent first starts
-    of several processes agree on one set of secrets.
+    Creation links a complete temp file into place (never replacing one), so
+    concurrent first starts of several processes agree on one set of secrets.
     """
     path = state_dir / SECRETS_FILE
     if not path.exists():
         try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=".secrets-")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(_generate(), handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                pass
-            finally:
-                os.unlink(tmp)
+            atomic.write_bytes(path, json.dumps(_generate()).encode(), mode=0o600, replace=False)
         except OSError as exc:
             raise ConfigError(
                 f"RECORDINGS_DIR is not writable for demo secrets ({exc.strerror}): {state_dir}"

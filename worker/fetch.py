@@ -13,28 +13,18 @@ from datetime import UTC, datetime
 
 import redis
 import requests
-from redis.exceptions import LockError, LockNotOwnedError
-from redis.lock import Lock
+from redis.exceptions import LockNotOwnedError
+from twilio.rest import Client
 
-from . import metrics, status, storage, twilio_api
+from . import metrics, resolve, sidecar, status, storage, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
+from .locks import RecordingLock, release_quietly
 from .sids import is_sid, require_format, require_sid
 
 log = logging.getLogger(__name__)
 
 FINAL_TWILIO_STATUSES = ("absent", "failed", "deleted")
-
-
-class RecordingLock(Lock):
-    """redis-py Lock named ``recording:{sid}.{fmt}``: token-owned, with a TTL.
-
-    The TTL is short so a crashed holder frees it quickly; the holder extends
-    it while its download streams.
-    """
-
-    def __init__(self, r: redis.Redis, recording_sid: str, fmt: str, ttl: float):
-        super().__init__(r, status.lock_name(recording_sid, fmt), timeout=ttl, blocking=False)
 
 
 @dataclass(frozen=True)
@@ -46,6 +36,12 @@ class FetchOutcome:
     bytes: int = 0
     ms: float = 0.0
 
+    def as_dict(self, asked_for: str) -> dict:
+        """The task's result, as Flower shows it: what was asked for and how it ended."""
+        if asked_for == self.recording_sid:
+            return {"sid": asked_for, "result": self.result, "bytes": self.bytes}
+        return {"sid": asked_for, "recording_sid": self.recording_sid, "result": self.result}
+
 
 def fetch_recording(
     recording_sid: str,
@@ -56,7 +52,7 @@ def fetch_recording(
     call_sid: str | None = None,
     recorded_at: str | None = None,
 ) -> FetchOutcome:
-    """Make sure the recording is on the volume; download it if nobody has.
+    """Make sure the recording is on the volume, and its call linked; download it if nobody has.
 
     Raises LockBusy when another process holds the lock (the caller retries
     once it may have expired: its holder may have died), RecordingNotFound
@@ -66,34 +62,59 @@ def fetch_recording(
     require_sid(recording_sid, "RE")
     require_format(fmt)
     call_sid = _checked_call_sid(recording_sid, call_sid)
+    outcome = _fetch_once(recording_sid, fmt, settings, r, session, call_sid, recorded_at)
+    if call_sid and outcome.result == "cached":
+        link_call_and_legs(settings, call_sid, recording_sid, fmt)
+    return outcome
+
+
+def fetch_call(call_sid: str, fmt: str, settings: Settings, r: redis.Redis, session, client: Client) -> FetchOutcome:
+    """Resolve a CallSid (parent or child leg) to its latest recording, fetch it, link the call."""
+    found = resolve.resolve_call(call_sid, settings, client)
+    outcome = fetch_recording(found.recording_sid, fmt, settings, r, session, found.owner_call_sid, found.recorded_at)
+    link_call_and_legs(settings, found.owner_call_sid, found.recording_sid, fmt)
+    storage.link_call(settings.recordings_dir, call_sid, found.recording_sid, fmt)
+    status.clear_state(r, call_sid, fmt)
+    return outcome
+
+
+def record_leg(settings: Settings, child_sid: str, parent_sid: str, fmt: str) -> str | None:
+    """Keep a child leg's parent on the volume; link the leg when the parent's recording is cached."""
     root = settings.recordings_dir
-    sidecar = storage.sidecar_path(root, recording_sid, fmt)
-    if storage.is_cached(root, recording_sid, fmt) and sidecar.exists():
+    storage.record_leg(root, child_sid, parent_sid)
+    recording_sid = storage.resolve_link(root, parent_sid, fmt)
+    if recording_sid:
+        storage.link_call(root, child_sid, recording_sid, fmt)
+    return recording_sid
+
+
+def _fetch_once(
+    recording_sid: str,
+    fmt: str,
+    settings: Settings,
+    r: redis.Redis,
+    session: requests.Session,
+    call_sid: str | None,
+    recorded_at: str | None,
+) -> FetchOutcome:
+    root = settings.recordings_dir
+    if storage.is_cached(root, recording_sid, fmt) and sidecar.exists(root, recording_sid, fmt):
         return _already_cached(root, recording_sid, fmt, r)
     lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
     if not lock.acquire():
         metrics.LOCK_CONTENDED.inc()
-        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process", lock_ttl_left(r, lock))
+        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process", lock.ttl_left())
     try:
         # Checked again under the lock: the previous holder may just have finished.
         if storage.is_cached(root, recording_sid, fmt):
-            if not sidecar.exists():
+            if not sidecar.exists(root, recording_sid, fmt):
                 _rewrite_sidecar(settings, session, recording_sid, fmt, call_sid, recorded_at)
             return _already_cached(root, recording_sid, fmt, r)
         # Holding the lock, any temp file of this recording is a dead holder's.
         storage.remove_partial(root, recording_sid, fmt)
         return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at)
     finally:
-        try:
-            lock.release()
-        except (LockError, redis.RedisError):
-            # Expired, taken over, or Redis is away: its TTL frees it anyway.
-            log.warning("lock.release_failed", extra={"recording_sid": recording_sid, "format": fmt})
-
-
-def lock_ttl_left(r: redis.Redis, lock: Lock) -> float:
-    """Seconds until ``lock`` expires (0 when it already has)."""
-    return max(0.0, r.pttl(lock.name) / 1000)
+        release_quietly(lock)
 
 
 def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
@@ -179,21 +200,18 @@ def _write_sidecar(
     recorded_at: str | None,
     replace: bool = True,
 ) -> bool:
-    return storage.write_json_atomically(
-        storage.sidecar_path(settings.recordings_dir, recording_sid, fmt),
-        {
-            "recording_sid": recording_sid,
-            "call_sid": call_sid,
-            "account_sid": settings.twilio_account_sid,
-            "format": fmt,
-            "bytes": stored.bytes,
-            "sha256": stored.sha256,
-            "duration": (resource or {}).get("duration"),
-            "recorded_at": recorded_at or _recorded_at(resource),
-            "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        },
-        replace=replace,
+    facts = sidecar.Sidecar(
+        recording_sid=recording_sid,
+        format=fmt,
+        bytes=stored.bytes,
+        sha256=stored.sha256,
+        call_sid=call_sid,
+        account_sid=settings.twilio_account_sid,
+        duration=(resource or {}).get("duration"),
+        recorded_at=recorded_at or _recorded_at(resource),
+        downloaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+    return sidecar.write(settings.recordings_dir, facts, replace=replace)
 
 
 def _checked_call_sid(recording_sid: str, call_sid: object) -> str | None:

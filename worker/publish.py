@@ -1,9 +1,8 @@
 """Enqueue a fetch in one Redis round trip: the webhook's hot path.
 
-``Celery.send_task`` costs about 0.5-1 ms of CPU per call here (kombu builds a
-new redis client per publish, plus its publish machinery), more than the rest
-of a webhook together; `make bench` measured the webhook at 0.2x a bare Flask
-204 because of it. This module builds the task message with Celery's own
+``Celery.send_task`` costs more CPU than the rest of a webhook together (kombu
+builds a new redis client per publish, plus its publish machinery; see
+bench/README.md). This module builds the task message with Celery's own
 protocol-2 builder (``app.amqp.as_task_v2``), wraps it in the envelope kombu's
 Redis transport puts on the queue list (serialized once per task name, then
 filled in per message), and pushes it from a Lua script that also remembers
@@ -18,14 +17,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import uuid
 from json.encoder import encode_basestring_ascii
 
 import redis
 from celery import Celery
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from . import status
+from . import keys, status
 
 # KEYS: webhook state key (or ""), queued marker, queue list.
 # ARGV: webhook state value, state TTL, marker TTL, message.
@@ -51,7 +53,7 @@ class MessageTemplate:
 
     Built from Celery's own ``as_task_v2`` once per process (its ``origin``
     names the process), then filled in per message: the ids, the arguments
-    and their repr. A message costs 32 µs of CPU here instead of 72 µs.
+    and their repr: cheaper than rebuilding the whole envelope per message.
     """
 
     def __init__(self, celery: Celery, queue: str, name: str):
@@ -105,17 +107,35 @@ class MessageTemplate:
 
 
 class FastPublisher:
-    """Publishes fetch tasks to the default queue with a single Redis command.
+    """Publishes tasks to the default queue, a fetch with a single Redis command.
 
-    Create it in the process that publishes (the web tier makes one lazily,
-    after gunicorn forks): its templates name that process as the origin.
+    It holds one connection of its own to ``r``'s server: a single-connection
+    client skips a pool's checkout and release on the webhook's hot path. The
+    checkout is also what notices a socket Redis closed (a restart, an idle
+    timeout), so the connection gets one immediate retry instead: redis-py
+    reconnects and resends (a resent claim finds itself taken: no second task).
+    A forked child reconnects and rebuilds its templates on first use, so it
+    never shares its parent's socket and names itself as the origin.
     """
 
     def __init__(self, celery: Celery, r: redis.Redis):
         self.celery = celery
         self.queue = celery.conf.task_default_queue
-        self.script = r.register_script(CLAIM_AND_PUSH)
+        self._pool_kwargs = {**r.connection_pool.connection_kwargs, "retry": Retry(NoBackoff(), 1)}
+        self._connection_class = r.connection_pool.connection_class
+        self._pid = os.getpid()
+        self._script = None  # connected on first use: an app starts while Redis is down
         self.templates: dict[str, MessageTemplate] = {}
+
+    def _script_of_this_process(self):
+        """The Lua script on this process's own connection, made on first use after a fork too."""
+        if self._pid != os.getpid():
+            self._pid, self._script, self.templates = os.getpid(), None, {}
+        if self._script is None:
+            pool = redis.ConnectionPool(connection_class=self._connection_class, **self._pool_kwargs)
+            client = redis.Redis(connection_pool=pool, single_connection_client=True)
+            self._script = client.register_script(CLAIM_AND_PUSH)
+        return self._script
 
     def message(self, name: str, args: list) -> str:
         """The serialized message kombu would LPUSH for ``send_task(name, args)``."""
@@ -124,11 +144,17 @@ class FastPublisher:
             template = self.templates[name] = MessageTemplate(self.celery, self.queue, name)
         return template.render(args)
 
+    def push(self, name: str, args: list) -> None:
+        """Queue a task with no claim (a child leg's record: cheap and idempotent)."""
+        script = self._script_of_this_process()
+        script.registered_client.lpush(self.queue, self.message(name, args))
+
     def claim_and_push(self, sid: str, fmt: str, name: str, args: list, webhook: tuple[str, str] | None) -> bool:
         """Remember the callback, claim the enqueue, push the task: True when pushed."""
+        script = self._script_of_this_process()
         state_key, state_value = "", ""
         if webhook:
-            state_key, state_value = f"rc:webhook:{sid}", status.webhook_value(*webhook)
-        keys = [state_key, f"rc:queued:{status.key(sid, fmt)}", self.queue]
-        argv = [state_value, status.STATE_TTL_SECONDS, status.QUEUED_TTL_SECONDS, self.message(name, args)]
-        return bool(self.script(keys=keys, args=argv))
+            state_key, state_value = keys.webhook(sid), status.webhook_value(*webhook)
+        script_keys = [state_key, keys.queued(sid, fmt), self.queue]
+        argv = [state_value, keys.STATE_TTL_SECONDS, keys.QUEUED_TTL_SECONDS, self.message(name, args)]
+        return bool(script(keys=script_keys, args=argv))

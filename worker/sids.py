@@ -1,16 +1,36 @@
-"""Twilio SID formats, checked before a SID touches a path or a key."""
+"""Twilio SID formats, checked before a SID touches a path or a key.
+
+The patterns here are the only spelling of a SID's shape: nginx's playback
+location is rendered from ``PLAYABLE_SID`` and ``FORMAT``, and the web tier's
+miss path and the volume scans compile theirs from the same strings.
+"""
 
 import re
 
 from .errors import InvalidSid
 
-_SID = re.compile(r"(AC|CA|RE)[0-9a-f]{32}")
 FORMATS = ("mp3", "wav")
+PLAYABLE_PREFIXES = ("RE", "CA")
+
+
+def pattern(*prefixes: str) -> str:
+    """A regular expression (no anchors, no groups) for SIDs of these two-letter types."""
+    return f"(?:{'|'.join(prefixes)})[0-9a-f]{{32}}"
+
+
+PLAYABLE_SID = pattern(*PLAYABLE_PREFIXES)
+FORMAT = f"(?:{'|'.join(FORMATS)})"
+_SID = re.compile(pattern("AC", "CA", "RE"))
 
 
 def is_sid(value: object, prefix: str) -> bool:
     """True when ``value`` is a SID of the given two-letter type."""
     return isinstance(value, str) and value.startswith(prefix) and _SID.fullmatch(value) is not None
+
+
+def is_playable(value: object) -> bool:
+    """True for the SIDs a player may ask for: a RecordingSid or a CallSid."""
+    return any(is_sid(value, prefix) for prefix in PLAYABLE_PREFIXES)
 
 
 def require_sid(value: object, prefix: str, field: str = "sid") -> str:
@@ -22,7 +42,7 @@ def require_sid(value: object, prefix: str, field: str = "sid") -> str:
 
 def require_playable_sid(value: object, field: str = "sid") -> str:
     """Return a RecordingSid or CallSid; these are the SIDs a player may ask for."""
-    if is_sid(value, "RE") or is_sid(value, "CA"):
+    if is_playable(value):
         return value  # type: ignore[return-value]
     raise InvalidSid(f"{field} must be a RecordingSid (RE…) or CallSid (CA…), got {value!r}")
 

@@ -1,7 +1,8 @@
 """Short-lived per-recording state in Redis: queued, downloading, failed.
 
 The volume says what is cached; Redis only adds what is in flight or went
-wrong, so losing Redis loses no recording, only these hints.
+wrong, so losing Redis loses no recording, only these hints. The keys are
+spelled in ``worker.keys``.
 """
 
 from __future__ import annotations
@@ -11,40 +12,28 @@ import time
 
 import redis
 
-STATE_TTL_SECONDS = 7 * 24 * 3600
-NOT_FOUND_TTL_SECONDS = 3600
-QUEUED_TTL_SECONDS = 120
-
-
-def key(sid: str, fmt: str) -> str:
-    """Redis key suffix shared by the lock, the queued marker and the state."""
-    return f"{sid}.{fmt}"
-
-
-def lock_name(sid: str, fmt: str) -> str:
-    """Name of the redis-py Lock guarding one recording's download."""
-    return f"recording:{key(sid, fmt)}"
+from . import keys
 
 
 def set_state(r: redis.Redis, sid: str, fmt: str, status: str, **facts: object) -> None:
     """Remember the latest state of a recording (``failed``, ``not_found``, …)."""
-    ttl = NOT_FOUND_TTL_SECONDS if status == "not_found" else STATE_TTL_SECONDS
+    ttl = keys.NOT_FOUND_TTL_SECONDS if status == "not_found" else keys.STATE_TTL_SECONDS
     value = json.dumps({"status": status, "at": round(time.time(), 3), **facts})
-    r.set(f"rc:state:{key(sid, fmt)}", value, ex=ttl)
+    r.set(keys.state(sid, fmt), value, ex=ttl)
 
 
 def get_state(r: redis.Redis, sid: str, fmt: str) -> dict | None:
     """The latest remembered state, or None."""
-    raw = r.get(f"rc:state:{key(sid, fmt)}")
+    raw = r.get(keys.state(sid, fmt))
     return json.loads(raw) if raw else None
 
 
 def clear_state(r: redis.Redis, sid: str, fmt: str) -> None:
     """Forget state and queued marker once the recording is cached."""
-    r.delete(f"rc:state:{key(sid, fmt)}", f"rc:queued:{key(sid, fmt)}")
+    r.delete(keys.state(sid, fmt), keys.queued(sid, fmt))
 
 
-# Taking the enqueue claim (rc:queued:…, SET NX with QUEUED_TTL_SECONDS) happens
+# Taking the enqueue claim (keys.queued, SET NX with QUEUED_TTL_SECONDS) happens
 # in worker.publish, in the same Redis command as the push: it only saves
 # broker traffic under a storm of misses; the download lock is what
 # guarantees a single download.
@@ -52,17 +41,17 @@ def clear_state(r: redis.Redis, sid: str, fmt: str) -> None:
 
 def release_enqueue(r: redis.Redis, sid: str, fmt: str) -> None:
     """Allow a new enqueue (after a task ends, or when sending failed)."""
-    r.delete(f"rc:queued:{key(sid, fmt)}")
+    r.delete(keys.queued(sid, fmt))
 
 
 def is_queued(r: redis.Redis, sid: str, fmt: str) -> bool:
     """True while a fetch for the recording is queued or retrying."""
-    return bool(r.exists(f"rc:queued:{key(sid, fmt)}"))
+    return bool(r.exists(keys.queued(sid, fmt)))
 
 
 def is_downloading(r: redis.Redis, sid: str, fmt: str) -> bool:
     """True while some process holds the recording's download lock."""
-    return bool(r.exists(lock_name(sid, fmt)))
+    return bool(r.exists(keys.recording_lock(sid, fmt)))
 
 
 def webhook_value(status: str, call_sid: str) -> str:
@@ -72,10 +61,10 @@ def webhook_value(status: str, call_sid: str) -> str:
 
 def remember_webhook(r: redis.Redis, recording_sid: str, status: str, call_sid: str) -> None:
     """Keep the last recording-status callback Twilio sent for a recording."""
-    r.set(f"rc:webhook:{recording_sid}", webhook_value(status, call_sid), ex=STATE_TTL_SECONDS)
+    r.set(keys.webhook(recording_sid), webhook_value(status, call_sid), ex=keys.STATE_TTL_SECONDS)
 
 
 def last_webhook(r: redis.Redis, recording_sid: str) -> dict | None:
     """The last recording-status callback remembered for a recording."""
-    raw = r.get(f"rc:webhook:{recording_sid}")
+    raw = r.get(keys.webhook(recording_sid))
     return json.loads(raw) if raw else None

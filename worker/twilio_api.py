@@ -28,14 +28,11 @@ from .sids import require_format, require_sid
 log = logging.getLogger(__name__)
 
 API_VERSION = "2010-04-01"
-# The body is read 256 KiB at a time and handed on in chunks of up to 1 MiB:
-# `make bench` row 5 measured a 200 MiB download 0.23-0.26 s with 1 MiB
-# chunks against 0.27-0.30 s with 256 KiB ones (fewer Python rounds per
-# byte). What has arrived is also handed on after CHUNK_SECONDS, so on a slow
-# link the lock renewals that run between chunks keep coming (a 60 s lock is
-# renewed down to 256 KiB per 40 s, 6.4 KiB/s). Not urllib3's read1: over TLS
-# it returns one 16 KiB record per call, and `bench/whatif.py download-tls`
-# measured it at 0.4x the throughput of these reads.
+# The body is read 256 KiB at a time and handed on in chunks of up to 1 MiB
+# (fewer Python rounds per byte), or whatever has arrived after CHUNK_SECONDS,
+# so on a slow link the lock renewals that run between chunks keep coming (a
+# 60 s lock is renewed down to 256 KiB per 40 s). Not urllib3's read1: over
+# TLS it returns one 16 KiB record per call (bench/README.md, experiments).
 READ_BYTES = 256 * 1024
 CHUNK_BYTES = 1024 * 1024
 CHUNK_SECONDS = 0.2

@@ -17,16 +17,14 @@ from urllib.parse import urlsplit
 
 import redis
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from nginx.render import make_folders, render
+from worker.config import Settings
+from worker.errors import ConfigError
+from worker.runtime import settings_or_exit
 
-from nginx.render import make_folders, render  # noqa: E402
-from worker.config import Settings  # noqa: E402
-from worker.errors import ConfigError  # noqa: E402
-from worker.runtime import settings_or_exit  # noqa: E402
+from .procfile import PROCFILE, ROOT
 
 log = logging.getLogger("recording_cache.run")
-RUNTIME_DIR = ROOT / "run"
 
 
 def redis_answers(url: str) -> bool:
@@ -45,7 +43,7 @@ def redis_to_start(settings: Settings) -> dict[str, str] | None:
     if parts.hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.stderr.write(f"recording-cache: REDIS_URL does not answer: {parts.hostname}:{parts.port}\n")
         raise SystemExit(2)
-    data = RUNTIME_DIR / "redis"
+    data = settings.runtime_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
     return {"REDIS_PORT": str(parts.port or 6379), "REDIS_DIR": str(data)}
 
@@ -53,18 +51,19 @@ def redis_to_start(settings: Settings) -> dict[str, str] | None:
 def main() -> None:
     """Prepare the runtime folder and exec honcho with the processes to run."""
     settings = settings_or_exit()
-    metrics_dir = RUNTIME_DIR / "metrics"
+    runtime_dir = settings.runtime_dir
+    metrics_dir = runtime_dir / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     try:
         make_folders(settings.recordings_dir, metrics_dir)
-        render(settings, RUNTIME_DIR)
+        render(settings, runtime_dir)
     except ConfigError as exc:
         sys.stderr.write(f"recording-cache: {exc}\n")
         raise SystemExit(2) from None
 
     env = dict(os.environ)
     env.update(
-        RUNTIME_DIR=str(RUNTIME_DIR),
+        RUNTIME_DIR=str(runtime_dir),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
         HTTP_PORT=str(settings.http_port),
         WEB_PORT=str(settings.web_port),
@@ -88,9 +87,9 @@ def main() -> None:
     os.chdir(ROOT)
     # Settings already merged `.env` under the environment; honcho would let
     # `.env` win, so it gets an empty file instead.
-    empty_env = RUNTIME_DIR / "empty.env"
+    empty_env = runtime_dir / "empty.env"
     empty_env.write_text("")
-    honcho = [sys.executable, "-m", "honcho", "-e", str(empty_env), "-f", "Procfile", "start", *processes]
+    honcho = [sys.executable, "-m", "honcho", "-e", str(empty_env), "-f", str(PROCFILE), "start", *processes]
     os.execvpe(honcho[0], honcho, env)
 
 

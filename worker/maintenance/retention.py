@@ -10,26 +10,28 @@ can never remove the last copy, even if this process dies halfway.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
 import requests
-from redis.lock import Lock
 from twilio.rest import Client
 
-from . import metrics, storage, twilio_api
-from .config import Settings
-from .errors import RecordingNotFound, UpstreamError
-from .sids import FORMATS, is_sid
-from .twilio_api import call_twilio
+from .. import metrics, sidecar, storage, twilio_api
+from ..config import Settings
+from ..errors import RecordingNotFound, UpstreamError
+from ..locks import MaintenanceLock, release_quietly
+from ..sidecar import Sidecar
+from ..twilio_api import call_twilio
+from . import Report
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class RetentionReport:
+class RetentionReport(Report):
     """What one pass found and did."""
 
     due: int = 0
@@ -37,10 +39,6 @@ class RetentionReport:
     would_delete: int = 0
     refused: int = 0
     failed: int = 0
-
-    def as_dict(self) -> dict:
-        """Plain values for logs, task results and the CLI."""
-        return asdict(self)
 
 
 def _twilio_size(session: requests.Session, settings: Settings, sid: str, fmt: str) -> int | None:
@@ -53,19 +51,17 @@ def _twilio_size(session: requests.Session, settings: Settings, sid: str, fmt: s
     return int(length) if response.status_code == 200 and length.isdigit() else None
 
 
-def _due(root: Path, cutoff: datetime):
+def _due(root: Path, cutoff: datetime) -> Iterator[Sidecar]:
     """Sidecars of recordings downloaded before ``cutoff`` whose Twilio copy remains."""
-    for path in root.glob("RE*.*.json"):
-        sid, fmt, _ = path.name.split(".", 2)
-        data = storage.read_sidecar(root, sid, fmt) if is_sid(sid, "RE") and fmt in FORMATS else None
-        if not data or data.get("twilio_deleted_at"):
+    for facts in sidecar.every(root):
+        if facts.twilio_deleted_at:
             continue
         try:
-            downloaded = datetime.fromisoformat(data["downloaded_at"])
-        except (KeyError, ValueError):
+            downloaded = datetime.fromisoformat(facts.downloaded_at or "")
+        except (TypeError, ValueError):
             continue
         if downloaded <= cutoff:
-            yield data
+            yield facts
 
 
 def delete_verified(
@@ -82,40 +78,42 @@ def delete_verified(
         return report
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.delete_from_twilio_after_days)
-    lock = Lock(r, "maintenance:retention", timeout=3600, blocking=False)
+    lock = MaintenanceLock(r, "retention", ttl=3600)
     if not lock.acquire():
         return report
     try:
-        for data in _due(settings.recordings_dir, cutoff):
+        for facts in _due(settings.recordings_dir, cutoff):
             report.due += 1
-            _delete_one(settings, session, client, data, now, dry_run, report)
+            _delete_one(settings, session, client, facts, now, dry_run, report)
     finally:
-        lock.release()
+        release_quietly(lock)
     log.info("retention.done", extra={**report.as_dict(), "dry_run": dry_run})
     return report
 
 
-def _delete_one(settings, session, client, data: dict, now: datetime, dry_run: bool, report: RetentionReport) -> None:
-    root, sid, fmt = settings.recordings_dir, data["recording_sid"], data["format"]
-    facts = {"recording_sid": sid, "format": fmt, "bytes": data.get("bytes")}
+def _delete_one(
+    settings, session, client, facts: Sidecar, now: datetime, dry_run: bool, report: RetentionReport
+) -> None:
+    root, sid, fmt = settings.recordings_dir, facts.recording_sid, facts.format
+    logged = {"recording_sid": sid, "format": fmt, "bytes": facts.bytes}
     path = storage.media_path(root, sid, fmt)
-    if not path.exists() or storage.file_sha256(path) != data.get("sha256"):
+    if not path.exists() or storage.file_sha256(path) != facts.sha256:
         report.refused += 1
         metrics.TWILIO_DELETIONS.labels("refused").inc()
-        log.error("retention.refused", extra={**facts, "reason": "local file missing or sha256 differs"})
+        log.error("retention.refused", extra={**logged, "reason": "local file missing or sha256 differs"})
         return
     remote = _twilio_size(session, settings, sid, fmt)
-    if remote != data.get("bytes"):
+    if remote != facts.bytes:
         report.refused += 1
         metrics.TWILIO_DELETIONS.labels("refused").inc()
-        log.error("retention.refused", extra={**facts, "reason": f"Twilio serves {remote} bytes"})
+        log.error("retention.refused", extra={**logged, "reason": f"Twilio serves {remote} bytes"})
         return
     if dry_run:
         report.would_delete += 1
-        log.info("retention.would_delete", extra=facts)
+        log.info("retention.would_delete", extra=logged)
         return
-    sidecar = storage.sidecar_path(root, sid, fmt)
-    storage.write_json_atomically(sidecar, {**data, "pinned": True})
+    # Pinned before the DELETE: eviction never removes what may be the last copy.
+    sidecar.write(root, facts.marked(pinned=True))
     try:
         call_twilio(client.recordings(sid).delete)
     except RecordingNotFound:
@@ -123,9 +121,9 @@ def _delete_one(settings, session, client, data: dict, now: datetime, dry_run: b
     except UpstreamError as exc:
         report.failed += 1
         metrics.TWILIO_DELETIONS.labels("failed").inc()
-        log.error("retention.failed", extra={**facts, "reason": str(exc)})
+        log.error("retention.failed", extra={**logged, "reason": str(exc)})
         return
-    storage.write_json_atomically(sidecar, {**data, "pinned": True, "twilio_deleted_at": now.isoformat()})
+    sidecar.write(root, facts.marked(pinned=True, twilio_deleted_at=now.isoformat()))
     report.deleted += 1
     metrics.TWILIO_DELETIONS.labels("deleted").inc()
-    log.info("retention.deleted", extra=facts)
+    log.info("retention.deleted", extra=logged)

@@ -11,37 +11,31 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from redis.lock import Lock
 
-from . import storage
-from .config import Settings
-from .sids import FORMATS, is_sid
+from .. import keys, storage
+from ..config import Settings
+from ..locks import MaintenanceLock, release_quietly
+from ..sids import FORMATS, is_playable
+from . import Report
 
 log = logging.getLogger(__name__)
 
-OFFSET_KEY = "rc:playlog:position"
-HITS_KEY = "rc:metrics:playback_hits"
-HIT_BYTES_KEY = "rc:metrics:playback_hit_bytes"
 MAX_READ_BYTES = 64 * 1024 * 1024
 HIT_STATUSES = {"200", "206", "304"}
 
 
 @dataclass
-class PlaylogReport:
+class PlaylogReport(Report):
     """What one ingestion pass read."""
 
     lines: int = 0
     hits: int = 0
     bytes: int = 0
     stamped: int = 0
-
-    def as_dict(self) -> dict:
-        """Plain values for logs and task results."""
-        return asdict(self)
 
 
 def _read_new(path: Path, r: redis.Redis) -> tuple[list[str], str]:
@@ -50,7 +44,7 @@ def _read_new(path: Path, r: redis.Redis) -> tuple[list[str], str]:
         stat = path.stat()
     except FileNotFoundError:
         return [], ""
-    saved = (r.get(OFFSET_KEY) or b"").decode()
+    saved = (r.get(keys.PLAYLOG_POSITION) or b"").decode()
     inode, _, offset_text = saved.partition(":")
     offset = int(offset_text) if inode == str(stat.st_ino) and offset_text.isdigit() else 0
     if offset > stat.st_size:  # truncated or rotated in place
@@ -66,7 +60,7 @@ def _read_new(path: Path, r: redis.Redis) -> tuple[list[str], str]:
 def ingest(settings: Settings, r: redis.Redis) -> PlaylogReport:
     """Read new playback lines once; concurrent passes are skipped, not doubled."""
     report = PlaylogReport()
-    lock = Lock(r, "maintenance:playlog", timeout=120, blocking=False)
+    lock = MaintenanceLock(r, "playlog", ttl=120)
     if not lock.acquire():
         return report
     try:
@@ -78,21 +72,20 @@ def ingest(settings: Settings, r: redis.Redis) -> PlaylogReport:
             if len(parts) != 5 or parts[3] not in HIT_STATUSES:
                 continue
             msec, sid, fmt, _status, sent = parts
-            if not (is_sid(sid, "RE") or is_sid(sid, "CA")) or fmt not in FORMATS:
+            if not is_playable(sid) or fmt not in FORMATS:
                 continue
             report.hits += 1
             report.bytes += int(sent) if sent.isdigit() else 0
-            key = (sid, fmt)
-            last_played[key] = max(last_played.get(key, 0.0), float(msec))
+            last_played[sid, fmt] = max(last_played.get((sid, fmt), 0.0), float(msec))
         for (sid, fmt), when in last_played.items():
             report.stamped += _stamp(settings.recordings_dir, sid, fmt, when)
         pipe = r.pipeline()
-        pipe.incrby(HITS_KEY, report.hits).incrby(HIT_BYTES_KEY, report.bytes)
+        pipe.incrby(keys.PLAYBACK_HITS, report.hits).incrby(keys.PLAYBACK_HIT_BYTES, report.bytes)
         if position:
-            pipe.set(OFFSET_KEY, position)
+            pipe.set(keys.PLAYLOG_POSITION, position)
         pipe.execute()
     finally:
-        lock.release()
+        release_quietly(lock)
     if report.lines:
         log.info("playlog.ingested", extra=report.as_dict())
     return report
@@ -112,5 +105,5 @@ def _stamp(root: Path, sid: str, fmt: str, when: float) -> int:
 
 def counters(r: redis.Redis) -> tuple[int, int]:
     """Hits and hit bytes ingested so far."""
-    hits, hit_bytes = r.mget(HITS_KEY, HIT_BYTES_KEY)
+    hits, hit_bytes = r.mget(keys.PLAYBACK_HITS, keys.PLAYBACK_HIT_BYTES)
     return int(hits or 0), int(hit_bytes or 0)

@@ -7,17 +7,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 
-import redis
-from celery import Celery
 from twilio.rest import Client
 
-from . import queue, storage
-from .config import Settings
-from .sids import is_sid
-from .twilio_api import call_twilio
+from .. import queue, storage
+from ..config import Settings
+from ..publish import FastPublisher
+from ..sids import is_sid
+from ..twilio_api import call_twilio
+from . import Report
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ PAGE_SIZE = 1000
 
 
 @dataclass
-class BackfillReport:
+class BackfillReport(Report):
     """Counts shown as the progress line and the final summary."""
 
     found: int = 0
@@ -35,16 +35,11 @@ class BackfillReport:
     skipped: int = 0
     failed: int = 0
 
-    def as_dict(self) -> dict:
-        """Plain values for logs and the CLI."""
-        return asdict(self)
-
 
 def backfill(
     settings: Settings,
-    r: redis.Redis,
     client: Client,
-    celery: Celery,
+    publisher: FastPublisher,
     since: datetime,
     until: datetime | None = None,
     call_sid: str | None = None,
@@ -71,7 +66,7 @@ def backfill(
             report.enqueued += 1
         else:
             try:
-                sent = queue.enqueue_fetch(celery, r, rec.sid, fmt, "backfill", rec.call_sid)
+                sent = queue.enqueue_fetch(publisher, rec.sid, fmt, "backfill", rec.call_sid)
             except Exception as exc:  # a broker hiccup: count it, keep going, a rerun picks it up
                 report.failed += 1
                 log.error("backfill.enqueue_failed", extra={"recording_sid": rec.sid, "error_type": type(exc).__name__})

@@ -1,4 +1,4 @@
-"""Container healthchecks: ``healthcheck.py web|worker|beat|flower``; exit 0 healthy, 1 not.
+"""Container healthchecks: ``python -m stack.healthcheck web|worker|beat|flower``; exit 0 healthy, 1 not.
 
 The reason for an unhealthy answer goes to stdout, where ``docker inspect``
 shows it.
@@ -19,11 +19,6 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from pathlib import Path
-
-APP_ROOT = Path(__file__).resolve().parent.parent
-if str(APP_ROOT) not in sys.path:
-    sys.path.insert(0, str(APP_ROOT))
 
 TIMEOUT = 5.0
 
@@ -99,7 +94,7 @@ CHECKS = {"web": check_web, "worker": check_worker, "beat": check_beat, "flower"
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in CHECKS:
-        sys.stderr.write(f"usage: healthcheck.py {'|'.join(CHECKS)}\n")
+        sys.stderr.write(f"usage: python -m stack.healthcheck {'|'.join(CHECKS)}\n")
         return 2
     from worker.config import load_settings
     from worker.errors import ConfigError

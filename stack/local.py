@@ -1,19 +1,16 @@
-"""Start the real processes of Recording Cache on free ports, and stop them.
+"""One deployment on free loopback ports under a folder: the tests' and the bench's stack.
 
-Used by the integration tests and by ``make bench``: redis-server, the Twilio
-simulator, Celery workers, gunicorn and nginx, each in its own process group
-with its log in the stack's folder.
+Each process is a Procfile line (``stack.procfile``) run in its own process
+group with its log in the stack's folder; a test adds only arguments and
+environment (``--without-mingle``, a worker's name), never a command of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,48 +20,8 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports nothing listens on right now.
-
-    Every socket stays bound until all are chosen: ports picked one at a time
-    and released in between can come back twice (it happened: nginx and the
-    simulator were handed the same port).
-    """
-    with contextlib.ExitStack() as held:
-        socks = [held.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
-def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.05):
-    """Poll ``predicate`` until it returns something truthy, or fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except Exception:  # not up yet: connection refused and the like
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def port_open(port: int) -> bool:
-    """True when something accepts connections on 127.0.0.1:port."""
-    with socket.socket() as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+from . import procfile
+from .ports import free_ports, port_open, wait_for
 
 
 @dataclass
@@ -102,10 +59,25 @@ class Proc:
         self.signal(signal.SIGKILL)
         self.popen.wait(5)
 
+    def wait_port(self, port: int, timeout: float = 20) -> Proc:
+        """Return once the process listens on ``port``; fail with its log if it exits or times out."""
+        deadline = time.monotonic() + timeout
+        while not port_open(port):
+            if not self.alive():
+                raise RuntimeError(f"{self.name} exited:\n{self.log()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not listen on {port}:\n{self.log()[-3000:]}")
+            time.sleep(0.02)
+        return self
+
 
 @dataclass
 class Stack:
-    """One Recording Cache deployment under ``base`` with its own ports."""
+    """One Recording Cache deployment under ``base`` with its own ports.
+
+    ``overrides`` are environment variables on top of the test defaults
+    below (shortened retries and lock TTL, a fsync-always Redis).
+    """
 
     base: Path
     overrides: dict[str, str] = field(default_factory=dict)
@@ -117,6 +89,7 @@ class Stack:
         self.recordings = Path(self.overrides.get("RECORDINGS_DIR") or self.base / "recordings")
         self.recordings.mkdir(exist_ok=True)
         self.runtime = self.base / "run"
+        self.runtime.mkdir(exist_ok=True)
         self.metrics_dir = self.base / "metrics"
         self.metrics_dir.mkdir(exist_ok=True)
         self.http_port, self.web_port, self.redis_port, self.sim_port, self.flower_port = free_ports(5)
@@ -125,21 +98,21 @@ class Stack:
         self.api_token = secrets.token_urlsafe(16)
         self.signing_key = secrets.token_urlsafe(24)
         if self.demo:
-            # Demo mode reads its secrets from the volume; seed them so the
-            # test knows them and the simulator shares the account.
-            state = self.recordings / ".state"
-            state.mkdir(exist_ok=True)
-            (state / "demo-secrets.json").write_text(
-                json.dumps(
-                    {
-                        "TWILIO_ACCOUNT_SID": self.account_sid,
-                        "TWILIO_AUTH_TOKEN": self.auth_token,
-                        "API_TOKEN": self.api_token,
-                        "PLAYBACK_SIGNING_KEY": self.signing_key,
-                        "FLOWER_BASIC_AUTH": "admin:" + self.api_token,
-                    }
-                )
-            )
+            self._seed_demo_secrets()
+
+    def _seed_demo_secrets(self) -> None:
+        # Demo mode reads its secrets from the volume; seed them so the test
+        # knows them and the simulator shares the account.
+        state = self.recordings / ".state"
+        state.mkdir(exist_ok=True)
+        secrets_file = {
+            "TWILIO_ACCOUNT_SID": self.account_sid,
+            "TWILIO_AUTH_TOKEN": self.auth_token,
+            "API_TOKEN": self.api_token,
+            "PLAYBACK_SIGNING_KEY": self.signing_key,
+            "FLOWER_BASIC_AUTH": "admin:" + self.api_token,
+        }
+        (state / "demo-secrets.json").write_text(json.dumps(secrets_file))
 
     @property
     def http_url(self) -> str:
@@ -166,13 +139,20 @@ class Stack:
         env = {k: v for k, v in os.environ.items() if k not in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN")}
         env.update(
             ENV_FILE=str(self.base / "no.env"),
-            PYTHONPATH=str(ROOT),
+            # The virtualenv's python first; nginx and redis-server live in sbin on Debian.
+            PATH=os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", ""), "/usr/sbin", "/sbin"]),
             PYTHONUNBUFFERED="1",
+            RUNTIME_DIR=str(self.runtime),
             TWILIO_ACCOUNT_SID=self.account_sid,
             TWILIO_AUTH_TOKEN=self.auth_token,
+            SIM_ACCOUNT_SID=self.account_sid,
+            SIM_AUTH_TOKEN=self.auth_token,
             TWILIO_API_BASE_URL=self.sim_url,
             PUBLIC_BASE_URL=self.http_url,
             REDIS_URL=self.redis_url,
+            REDIS_PORT=str(self.redis_port),
+            REDIS_DIR=str(self.base / "redis"),
+            REDIS_APPENDFSYNC="always",
             RECORDINGS_DIR=str(self.recordings),
             PLAYBACK_LOG=str(self.runtime / "playback.log"),
             HTTP_PORT=str(self.http_port),
@@ -194,148 +174,71 @@ class Stack:
         env.update(self.overrides)
         return env
 
-    def spawn(self, name: str, argv: list[str]) -> Proc:
+    def spawn(self, name: str, argv: list[str], **extra_env: str) -> Proc:
         """Start ``argv`` in its own process group, logging to ``base/name.log``."""
         log_path = self.base / f"{name}.log"
-        handle = open(log_path, "ab")
-        popen = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=self.env(),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        handle.close()
+        with open(log_path, "ab") as handle:
+            popen = subprocess.Popen(
+                argv,
+                cwd=procfile.ROOT,
+                env={**self.env(), **extra_env},
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log_path)
         self.procs[name] = proc
         return proc
 
-    def _wait_port(self, proc: Proc, port: int, timeout: float = 20) -> Proc:
-        def up():
-            if not proc.alive():
-                raise RuntimeError(f"{proc.name} exited:\n{proc.log()[-3000:]}")
-            return port_open(port)
-
-        deadline = time.monotonic() + timeout
-        while not port_open(port):
-            up()
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{proc.name} did not listen on {port}:\n{proc.log()[-3000:]}")
-            time.sleep(0.05)
-        return proc
+    def start(self, process: str, *extra_args: str, name: str | None = None, **extra_env: str) -> Proc:
+        """Run one Procfile line (``extra_args`` appended) as ``name``."""
+        return self.spawn(name or process, procfile.shell_argv(process, extra_args), **extra_env)
 
     def start_redis(self) -> Proc:
         """redis-server with an append-only file, so a restart keeps the queue."""
-        data = self.base / "redis"
-        data.mkdir(exist_ok=True)
-        proc = self.spawn(
-            "redis",
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(data),
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--save",
-                "",
-            ],
-        )
-        return self._wait_port(proc, self.redis_port)
+        (self.base / "redis").mkdir(exist_ok=True)
+        return self.start("redis").wait_port(self.redis_port)
 
     def start_simulator(self) -> Proc:
         """The Twilio simulator on its own port."""
-        proc = self.spawn(
-            "simulator",
-            [
-                sys.executable,
-                "-m",
-                "simulator",
-                "serve",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.sim_port),
-                "--account-sid",
-                self.account_sid,
-                "--auth-token",
-                self.auth_token,
-            ],
-        )
-        return self._wait_port(proc, self.sim_port)
+        return self.start("simulator").wait_port(self.sim_port)
 
     def start_worker(self, name: str = "worker", concurrency: int = 2, timeout: float = 30) -> Proc:
         """A Celery worker (prefork pool) consuming the recordings queue."""
-        proc = self.spawn(
-            name,
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "worker.celery_worker",
-                "worker",
-                "--pool",
-                "prefork",
-                "--concurrency",
-                str(concurrency),
-                "-n",
-                f"{name}-{self.http_port}@%h",
-                "--without-gossip",
-                "--without-mingle",
-                "--loglevel",
-                "INFO",
-            ],
+        proc = self.start(
+            "worker",
+            "--without-mingle",
+            name=name,
+            WORKER_NAME=f"{name}-{self.http_port}",
+            WORKER_CONCURRENCY=str(concurrency),
         )
         wait_for(lambda: " ready." in proc.log() or (not proc.alive() and _raise(proc)), timeout, f"{name} ready")
         return proc
 
-    def start_web(self, workers: int = 2) -> Proc:
-        """gunicorn serving the Flask app on loopback."""
-        proc = self.spawn(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "--config",
-                "web/gunicorn.conf.py",
-                "--workers",
-                str(workers),
-                "web.wsgi:app",
-            ],
-        )
-        return self._wait_port(proc, self.web_port)
+    def start_flower(self, timeout: float = 30) -> Proc:
+        """Flower on loopback, behind its basic auth."""
+        return self.start("flower").wait_port(self.flower_port, timeout)
 
-    def start_nginx(self) -> Proc:
+    def start_web(self, workers: int | None = 2) -> Proc:
+        """gunicorn serving the Flask app on loopback (``workers=None``: gunicorn.conf.py's count)."""
+        extra = ("--workers", str(workers)) if workers else ()
+        return self.start("web", *extra).wait_port(self.web_port)
+
+    def render_nginx(self, edit: Callable[[str], str] | None = None) -> Path:
+        """Render nginx.conf from the stack's settings, then apply ``edit`` (the bench adds servers)."""
+        from nginx.render import render
+        from worker.config import load_settings
+
+        path = render(load_settings(self.env()), self.runtime)
+        if edit is not None:
+            path.write_text(edit(path.read_text()))
+        return path
+
+    def start_nginx(self, edit: Callable[[str], str] | None = None) -> Proc:
         """nginx with the config rendered from the stack's settings."""
-        subprocess.run(
-            [sys.executable, "-m", "nginx.render", str(self.runtime)],
-            cwd=ROOT,
-            env=self.env(),
-            check=True,
-            capture_output=True,
-        )
-        proc = self.spawn(
-            "nginx",
-            [
-                shutil.which("nginx") or "/usr/sbin/nginx",
-                "-p",
-                str(self.runtime),
-                "-c",
-                "nginx.conf",
-                "-g",
-                "daemon off;",
-            ],
-        )
-        return self._wait_port(proc, self.http_port)
+        self.render_nginx(edit)
+        return self.start("nginx").wait_port(self.http_port)
 
     def start_all(self, workers: int = 1, concurrency: int = 2) -> Stack:
         """Everything a user's deployment runs."""
@@ -351,6 +254,12 @@ class Stack:
         """Stop every process this stack started, last started first."""
         for proc in reversed(list(self.procs.values())):
             proc.stop()
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop_all()
 
     # -- conveniences for tests -------------------------------------------------
 

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import redis
-from celery import Celery
 from twilio.rest import Client
 
-from . import queue, storage
-from .config import Settings
-from .sids import is_sid
-from .twilio_api import call_twilio
+from .. import keys, queue, storage
+from ..config import Settings
+from ..publish import FastPublisher
+from ..sids import is_sid
+from ..twilio_api import call_twilio
+from . import Report
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ STALE_TEMP_SECONDS = 6 * 3600
 
 
 @dataclass
-class ReconcileReport:
+class ReconcileReport(Report):
     """What one reconcile pass found and did."""
 
     listed: int = 0
@@ -38,25 +39,21 @@ class ReconcileReport:
     enqueued: int = 0
     temp_removed: int = 0
 
-    def as_dict(self) -> dict:
-        """The report as plain JSON-able values."""
-        return asdict(self)
-
 
 def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None]]:
     """(RecordingSid, CallSid) of every remembered ``completed`` callback."""
     found = []
-    keys = list(r.scan_iter(match="rc:webhook:RE*", count=1000))
-    for start in range(0, len(keys), 1000):  # one MGET per thousand keys, not a GET each
-        batch = keys[start : start + 1000]
+    names = list(r.scan_iter(match=keys.WEBHOOK_PATTERN, count=1000))
+    for start in range(0, len(names), 1000):  # one MGET per thousand keys, not a GET each
+        batch = names[start : start + 1000]
         for raw_key, raw in zip(batch, r.mget(batch), strict=True):
             data = json.loads(raw) if raw else {}
             if data.get("status") == "completed":
-                found.append((raw_key.decode().rsplit(":", 1)[1], data.get("call_sid")))
+                found.append((keys.sid_of_webhook(raw_key), data.get("call_sid")))
     return found
 
 
-def reconcile(settings: Settings, r: redis.Redis, client: Client | None, celery: Celery) -> ReconcileReport:
+def reconcile(settings: Settings, r: redis.Redis, client: Client | None, publisher: FastPublisher) -> ReconcileReport:
     """Enqueue every recording Twilio or a webhook announced that is not cached."""
     report = ReconcileReport()
     root, fmt = settings.recordings_dir, settings.recording_format
@@ -74,7 +71,7 @@ def reconcile(settings: Settings, r: redis.Redis, client: Client | None, celery:
     for sid, call_sid in wanted.items():
         if storage.is_cached(root, sid, fmt):
             report.already_cached += 1
-        elif queue.enqueue_fetch(celery, r, sid, fmt, "reconcile", call_sid):
+        elif queue.enqueue_fetch(publisher, sid, fmt, "reconcile", call_sid):
             report.enqueued += 1
     log.info("reconcile.done", extra=report.as_dict())
     return report

@@ -1,14 +1,14 @@
 """Container entrypoint of the app image: one process of the Procfile per container.
 
-    entrypoint.py web | worker | beat | flower   run that line of the Procfile (extra arguments appended)
-    entrypoint.py render-nginx DIR [WEB_HOST]    render nginx.conf for the nginx container into DIR
-    entrypoint.py ANY OTHER COMMAND              run it unchanged (a shell, a one-off celery call)
+    python -m stack.container web | worker | beat | flower   run that Procfile line (extra arguments appended)
+    python -m stack.container render-nginx DIR [WEB_HOST]    render nginx.conf for the nginx container into DIR
+    python -m stack.container ANY OTHER COMMAND              run it unchanged (a shell, a one-off celery call)
 
 The Procfile stays the one list of commands: `make run` (honcho) and the
 containers run the same lines. Before a process starts, the settings are loaded
 once, so a missing or malformed variable stops the container with the usual
-one line, and the environment is completed the way scripts/run.py completes it
-for honcho, plus what a container needs: listen on the container's own
+one line, and the environment is completed the way stack/run.py completes it
+for honcho (stack/run.py), plus what a container needs: listen on the container's own
 interface (gunicorn, Flower) instead of loopback, since nginx and the host port
 mapping reach them from outside the container.
 """
@@ -16,34 +16,17 @@ mapping reach them from outside the container.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-APP_ROOT = Path(__file__).resolve().parent.parent
-if str(APP_ROOT) not in sys.path:
-    sys.path.insert(0, str(APP_ROOT))
+from . import procfile
 
-PROCFILE = APP_ROOT / "Procfile"
 DEFAULT_RUNTIME_DIR = "/var/lib/recording-cache/run"
 # Inside a container loopback is private to the process: bind the container's interfaces.
 CONTAINER_BIND_HOST = "0.0.0.0"
-
-
-def procfile_commands(path: Path = PROCFILE) -> dict[str, str]:
-    """The Procfile's processes, name -> shell command, in file order."""
-    commands: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        name, sep, command = line.partition(":")
-        if not sep or not re.fullmatch(r"[A-Za-z0-9_-]+", name.strip()):
-            raise ValueError(f"malformed Procfile line: {line!r}")
-        commands[name.strip()] = command.strip()
-    return commands
 
 
 def _has_bind(args: str) -> bool:
@@ -100,11 +83,11 @@ def render_nginx(settings, runtime_dir: Path, web_host: str) -> Path:
 def main(argv: list[str]) -> int:
     """Dispatch on the first argument; see the module docstring."""
     if not argv:
-        sys.stderr.write("usage: entrypoint.py PROCESS | render-nginx DIR [WEB_HOST] | COMMAND...\n")
+        sys.stderr.write("usage: python -m stack.container PROCESS | render-nginx DIR [WEB_HOST] | COMMAND...\n")
         return 2
     if argv[0] == "render-nginx":
         if len(argv) not in (2, 3):
-            sys.stderr.write("usage: entrypoint.py render-nginx DIR [WEB_HOST]\n")
+            sys.stderr.write("usage: python -m stack.container render-nginx DIR [WEB_HOST]\n")
             return 2
         from worker.errors import ConfigError
         from worker.runtime import settings_or_exit
@@ -117,7 +100,7 @@ def main(argv: list[str]) -> int:
             return 2
         sys.stdout.write(f"{path}\n")
         return 0
-    commands = procfile_commands()
+    commands = procfile.commands()
     if argv[0] not in commands:
         try:
             os.execvp(argv[0], argv)
@@ -131,9 +114,8 @@ def main(argv: list[str]) -> int:
     settings = settings_or_exit()
     env = process_environment(settings, argv[0], os.environ)
     prepare_runtime(env)
-    os.chdir(APP_ROOT)
-    command = " ".join([commands[argv[0]], *map(shlex.quote, argv[1:])])
-    shell = ["/bin/sh", "-c", f"exec {command}"]
+    os.chdir(procfile.ROOT)
+    shell = procfile.shell_argv(argv[0], argv[1:])
     os.execvpe(shell[0], shell, env)
     return 0  # not reached
 

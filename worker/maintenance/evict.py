@@ -12,23 +12,21 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from redis.lock import Lock
 
-from . import metrics, status, storage
-from .config import Settings
+from .. import keys, metrics, sidecar, status, storage
+from ..config import Settings
+from ..locks import MaintenanceLock, release_quietly
+from . import Report
 
 log = logging.getLogger(__name__)
 
 LOW_WATER = 0.9
 RECENT_PLAY_SECONDS = 300
-VOLUME_KEY = "rc:metrics:volume"
-_MEDIA_NAME = re.compile(r"(RE[0-9a-f]{32})\.(mp3|wav)")
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class CachedFile:
 
 
 @dataclass
-class EvictReport:
+class EvictReport(Report):
     """Totals before and after one pass."""
 
     files: int = 0
@@ -54,27 +52,23 @@ class EvictReport:
     skipped_recent: int = 0
     skipped_pinned: int = 0
 
-    def as_dict(self) -> dict:
-        """Plain values for logs, task results and the CLI."""
-        return asdict(self)
-
 
 def scan(root: Path) -> list[CachedFile]:
     """Every recording file on the volume (call links are not counted twice)."""
     found = []
     for entry in os.scandir(root):
-        match = _MEDIA_NAME.fullmatch(entry.name)
-        if not match or not entry.is_file(follow_symlinks=False):
+        named = storage.media_name(entry.name)
+        if not named or not entry.is_file(follow_symlinks=False):
             continue
         stat = entry.stat(follow_symlinks=False)
-        found.append(CachedFile(match[1], match[2], Path(entry.path), stat.st_size, max(stat.st_atime, stat.st_mtime)))
+        found.append(CachedFile(*named, Path(entry.path), stat.st_size, max(stat.st_atime, stat.st_mtime)))
     return found
 
 
 def is_pinned(root: Path, sid: str, fmt: str) -> bool:
     """True when Twilio's copy was deleted: this file is the only one left."""
-    sidecar = storage.read_sidecar(root, sid, fmt) or {}
-    return bool(sidecar.get("pinned") or sidecar.get("twilio_deleted_at"))
+    facts = sidecar.read(root, sid, fmt)
+    return bool(facts and facts.is_pinned)
 
 
 def evict(settings: Settings, r: redis.Redis, now: float | None = None, dry_run: bool = False) -> EvictReport:
@@ -83,16 +77,16 @@ def evict(settings: Settings, r: redis.Redis, now: float | None = None, dry_run:
     root = settings.recordings_dir
     files = scan(root)
     report = EvictReport(files=len(files), bytes=sum(f.bytes for f in files), budget=settings.cache_max_bytes)
-    r.set(VOLUME_KEY, json.dumps({"files": report.files, "bytes": report.bytes}))
+    r.set(keys.VOLUME_TOTALS, json.dumps({"files": report.files, "bytes": report.bytes}))
     if not settings.cache_max_bytes or report.bytes <= settings.cache_max_bytes:
         return report
-    lock = Lock(r, "maintenance:evict", timeout=600, blocking=False)
+    lock = MaintenanceLock(r, "evict", ttl=600)
     if not lock.acquire():
         return report
     try:
         _evict_oldest(root, r, files, report, now, dry_run)
     finally:
-        lock.release()
+        release_quietly(lock)
     log.info("evict.done", extra={**report.as_dict(), "dry_run": dry_run})
     return report
 
@@ -111,7 +105,7 @@ def _evict_oldest(root: Path, r: redis.Redis, files, report: EvictReport, now: f
         if not dry_run:
             # In-flight responses keep their open file; new requests miss and refetch.
             item.path.unlink(missing_ok=True)
-            storage.sidecar_path(root, item.sid, item.fmt).unlink(missing_ok=True)
+            sidecar.remove(root, item.sid, item.fmt)
             metrics.EVICTIONS.inc()
         total -= item.bytes
         report.evicted += 1
@@ -121,10 +115,10 @@ def _evict_oldest(root: Path, r: redis.Redis, files, report: EvictReport, now: f
             extra={"recording_sid": item.sid, "format": item.fmt, "bytes": item.bytes, "dry_run": dry_run},
         )
     if not dry_run:
-        r.set(VOLUME_KEY, json.dumps({"files": report.files - report.evicted, "bytes": total}))
+        r.set(keys.VOLUME_TOTALS, json.dumps({"files": report.files - report.evicted, "bytes": total}))
 
 
 def volume_totals(r: redis.Redis) -> dict:
     """Files and bytes on the volume as of the last pass."""
-    raw = r.get(VOLUME_KEY)
+    raw = r.get(keys.VOLUME_TOTALS)
     return json.loads(raw) if raw else {}

@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import requests
 
-import requests  # noqa: E402
-
-from simulator.callbacks import place_call  # noqa: E402
-from simulator.control import MAX_SIZE, MIN_SIZE  # noqa: E402
-from worker.config import DEFAULT_API_BASE_URL  # noqa: E402
-from worker.runtime import settings_or_exit  # noqa: E402
+from simulator.callbacks import place_call
+from simulator.control import MAX_SIZE, MIN_SIZE
+from worker.config import DEFAULT_API_BASE_URL
+from worker.runtime import settings_or_exit
 
 
 def _size(text: str) -> int:

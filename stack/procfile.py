@@ -1,0 +1,31 @@
+"""The Procfile, read through honcho's own parser.
+
+Every process command is written once, in the Procfile; this module hands a
+line to whoever starts it: honcho under ``make run``, the container
+entrypoint, the test stack and the bench. A command runs under ``/bin/sh`` so
+its ``${VAR:-default}`` expansions behave as they do under honcho.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from honcho.environ import parse_procfile
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCFILE = ROOT / "Procfile"
+
+
+def commands(path: Path = PROCFILE) -> dict[str, str]:
+    """The Procfile's processes, name -> shell command, in file order."""
+    return dict(parse_procfile(path.read_text()).processes)
+
+
+def shell_argv(process: str, extra_args: tuple[str, ...] | list[str] = (), path: Path = PROCFILE) -> list[str]:
+    """argv that runs one Procfile line, ``extra_args`` appended (quoted), as the shell's own pid."""
+    table = commands(path)
+    if process not in table:
+        raise KeyError(f"{process!r} is not a Procfile process ({', '.join(table)})")
+    command = " ".join([table[process], *map(shlex.quote, extra_args)])
+    return ["/bin/sh", "-c", f"exec {command}"]

@@ -1,0 +1,156 @@
+"""Operator commands: ``recording-cache <command>`` (or ``python -m worker``); ``--help`` lists them.
+
+Each prints a one-line JSON summary on stdout; errors are one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+
+import redis
+
+from .config import Settings
+from .errors import ConfigError, RecordingCacheError
+from .resources import Resources
+from .runtime import settings_or_exit
+from .sids import require_sid
+
+
+def _clients(settings: Settings) -> Resources:
+    from .celery_app import create_celery
+
+    return Resources.build(settings, create_celery(settings))
+
+
+def _reconcile(settings: Settings, args: argparse.Namespace) -> dict:
+    from .maintenance.reconcile import reconcile
+
+    res = _clients(settings)
+    return reconcile(settings, res.redis, None if args.no_twilio else res.twilio, res.publisher).as_dict()
+
+
+def _backfill(settings: Settings, args: argparse.Namespace) -> dict:
+    from .maintenance.backfill import backfill
+
+    res = _clients(settings)
+    tty = sys.stderr.isatty()
+
+    def progress(report) -> None:
+        if tty or report.found % 1000 == 0:
+            line = " ".join(f"{k}={v}" for k, v in report.as_dict().items())
+            sys.stderr.write(("\r" if tty else "") + f"backfill {line}" + ("" if tty else "\n"))
+
+    try:
+        report = backfill(
+            settings,
+            res.twilio,
+            res.publisher,
+            args.since,
+            args.until,
+            args.call,
+            args.dry_run,
+            args.page_size,
+            progress,
+        )
+    finally:
+        if tty:
+            sys.stderr.write("\n")
+    return report.as_dict()
+
+
+def _evict(settings: Settings, args: argparse.Namespace) -> dict:
+    from .maintenance import evict, playlog
+
+    r = redis.Redis.from_url(settings.redis_url)
+    playlog.ingest(settings, r)
+    return evict.evict(settings, r, dry_run=args.dry_run).as_dict()
+
+
+def _delete(settings: Settings, args: argparse.Namespace) -> dict:
+    from .maintenance import retention
+
+    res = _clients(settings)
+    return retention.delete_verified(settings, res.redis, res.session, res.twilio, dry_run=args.dry_run).as_dict()
+
+
+def _ingest(settings: Settings, _args: argparse.Namespace) -> dict:
+    from .maintenance import playlog
+
+    return playlog.ingest(settings, redis.Redis.from_url(settings.redis_url)).as_dict()
+
+
+def _check_config(settings: Settings, _args: argparse.Namespace) -> dict:
+    for name, folder in (("RECORDINGS_DIR", settings.recordings_dir), ("PLAYBACK_LOG", settings.playback_log.parent)):
+        # The nearest part that exists must be a folder, or nothing can be created there.
+        existing = next(path for path in (folder, *folder.parents) if path.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"{name} cannot be created: {existing} is not a folder")
+    return {"configuration": "ok", "demo": settings.demo}
+
+
+def _date(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected YYYY-MM-DD, got {text!r}") from None
+
+
+def _page_size(text: str) -> int:
+    # Twilio's list API takes 1-1000 per page.
+    if not text.isascii() or not text.isdigit() or not 1 <= int(text) <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 1-1000, got {text!r}")
+    return int(text)
+
+
+def _call_sid(text: str) -> str:
+    try:
+        return require_sid(text, "CA", "--call")
+    except RecordingCacheError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser(prog: str = "recording-cache") -> argparse.ArgumentParser:
+    """The CLI's parser."""
+    parser = argparse.ArgumentParser(prog=prog, description="Recording Cache operator commands")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check-config", help="validate the settings").set_defaults(run=_check_config)
+    rec = commands.add_parser("reconcile", help="enqueue recordings missing from the volume")
+    rec.add_argument("--no-twilio", action="store_true", help="only re-enqueue what webhooks announced")
+    rec.set_defaults(run=_reconcile)
+    back = commands.add_parser("backfill", help="enqueue older recordings listed by Twilio")
+    back.add_argument("--since", type=_date, required=True, help="YYYY-MM-DD (UTC), inclusive")
+    back.add_argument("--until", type=_date, help="YYYY-MM-DD (UTC), exclusive")
+    back.add_argument("--call", type=_call_sid, help="only this CallSid's recordings")
+    back.add_argument("--dry-run", action="store_true", help="count, enqueue nothing")
+    back.add_argument("--page-size", type=_page_size, default=1000, help="recordings per Twilio page, 1-1000")
+    back.set_defaults(run=_backfill)
+    ev = commands.add_parser("evict", help="evict least recently played recordings above CACHE_MAX_BYTES")
+    ev.add_argument("--dry-run", action="store_true", help="list, delete nothing")
+    ev.set_defaults(run=_evict)
+    de = commands.add_parser("delete-from-twilio", help="delete verified recordings' Twilio copies (opt-in)")
+    de.add_argument("--dry-run", action="store_true", help="list what would be deleted")
+    de.set_defaults(run=_delete)
+    commands.add_parser("ingest-playlog", help="count nginx's playback hits now").set_defaults(run=_ingest)
+    return parser
+
+
+def main(argv: list[str] | None = None, prog: str = "recording-cache") -> int:
+    """Run one command."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    if args.command == "backfill" and args.until is not None and args.until <= args.since:
+        parser.error("backfill: --until must be after --since")
+    settings = settings_or_exit()
+    try:
+        result = args.run(settings, args)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{prog} {args.command}: interrupted; safe to run again\n")
+        return 130
+    except (redis.RedisError, OSError, RecordingCacheError) as exc:
+        sys.stderr.write(f"{prog} {args.command}: {type(exc).__name__}: {exc}\n")
+        return 1
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0

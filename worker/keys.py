@@ -1,0 +1,56 @@
+"""Every Redis key the service uses, spelled here and nowhere else.
+
+Redis holds only hints (what is queued, in flight, failed, announced) and
+counters; the volume is the source of truth, so losing these keys loses no
+recording. Per-recording keys end in ``{sid}.{fmt}``.
+"""
+
+from __future__ import annotations
+
+# The Celery queue: kombu's Redis transport keeps it as a list of this name.
+QUEUE = "recordings"
+
+WEBHOOK_PATTERN = "rc:webhook:RE*"
+VOLUME_TOTALS = "rc:metrics:volume"
+PLAYLOG_POSITION = "rc:playlog:position"
+PLAYBACK_HITS = "rc:metrics:playback_hits"
+PLAYBACK_HIT_BYTES = "rc:metrics:playback_hit_bytes"
+
+STATE_TTL_SECONDS = 7 * 24 * 3600
+NOT_FOUND_TTL_SECONDS = 3600
+QUEUED_TTL_SECONDS = 120
+
+
+def _suffix(sid: str, fmt: str) -> str:
+    return f"{sid}.{fmt}"
+
+
+def recording_lock(sid: str, fmt: str) -> str:
+    """The redis-py Lock guarding one recording's download."""
+    return f"recording:{_suffix(sid, fmt)}"
+
+
+def maintenance_lock(job: str) -> str:
+    """The lock that keeps one periodic job (evict, retention, playlog) single."""
+    return f"maintenance:{job}"
+
+
+def state(sid: str, fmt: str) -> str:
+    """Latest remembered outcome of a fetch (failed, not_found)."""
+    return f"rc:state:{_suffix(sid, fmt)}"
+
+
+def queued(sid: str, fmt: str) -> str:
+    """The enqueue claim: a fetch is queued or retrying."""
+    return f"rc:queued:{_suffix(sid, fmt)}"
+
+
+def webhook(recording_sid: str) -> str:
+    """The last recording-status callback Twilio sent for a recording."""
+    return f"rc:webhook:{recording_sid}"
+
+
+def sid_of_webhook(key: bytes | str) -> str:
+    """The RecordingSid a ``webhook`` key names."""
+    text = key.decode() if isinstance(key, bytes) else key
+    return text.rsplit(":", 1)[1]

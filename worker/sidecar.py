@@ -1,0 +1,112 @@
+"""The sidecar: what the service knows about one recording on the volume.
+
+``RECORDINGS_DIR/RE….mp3.json`` sits beside the media it describes. It is
+written once the media is verified (fetch), marked ``pinned`` and
+``twilio_deleted_at`` by retention, and read by the API, eviction and the call
+index. This module owns its fields, its name and its reading and writing;
+nothing here talks to Twilio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
+from . import atomic
+from .sids import FORMATS, is_sid, require_format, require_sid
+
+SUFFIX = ".json"
+# Written only once set, so a sidecar nobody pinned reads as it always did.
+_ONLY_WHEN_SET = ("pinned", "twilio_deleted_at")
+
+
+@dataclass(frozen=True)
+class Sidecar:
+    """Facts about one verified recording file."""
+
+    recording_sid: str
+    format: str
+    bytes: int
+    sha256: str
+    call_sid: str | None = None
+    account_sid: str | None = None
+    duration: str | int | None = None  # as Twilio gave it
+    recorded_at: str | None = None  # ISO 8601 UTC: orders a call's recordings
+    downloaded_at: str | None = None  # ISO 8601 UTC
+    pinned: bool = False  # Twilio's copy is (being) deleted: never evict
+    twilio_deleted_at: str | None = None
+
+    @property
+    def is_pinned(self) -> bool:
+        """True when this file may be the only copy left."""
+        return self.pinned or bool(self.twilio_deleted_at)
+
+    def marked(self, **changes: object) -> Sidecar:
+        """A copy with ``changes`` (``pinned=True``, ``twilio_deleted_at=…``)."""
+        return replace(self, **changes)
+
+    def as_dict(self) -> dict:
+        """The JSON object written to disk."""
+        return {k: v for k, v in asdict(self).items() if k not in _ONLY_WHEN_SET or v}
+
+
+_FIELDS = {f.name for f in fields(Sidecar)}
+
+
+def path(root: Path, recording_sid: str, fmt: str) -> Path:
+    """Path of the sidecar next to a recording."""
+    return root / f"{require_sid(recording_sid, 'RE')}.{require_format(fmt)}{SUFFIX}"
+
+
+def read(root: Path, recording_sid: str, fmt: str) -> Sidecar | None:
+    """The sidecar of a cached recording, or None when absent or unreadable."""
+    try:
+        data = json.loads(path(root, recording_sid, fmt).read_text())
+        return Sidecar(**{k: v for k, v in data.items() if k in _FIELDS})
+    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def write(root: Path, sidecar: Sidecar, replace: bool = True) -> bool:
+    """Write atomically; with ``replace=False`` a sidecar already there wins. True when written."""
+    target = path(root, sidecar.recording_sid, sidecar.format)
+    with atomic.volume_errors(target.name):
+        return atomic.write_bytes(target, json.dumps(sidecar.as_dict(), sort_keys=True).encode(), replace=replace)
+
+
+def exists(root: Path, recording_sid: str, fmt: str) -> bool:
+    """True when the recording's sidecar is on the volume."""
+    return path(root, recording_sid, fmt).exists()
+
+
+def remove(root: Path, recording_sid: str, fmt: str) -> None:
+    """Delete the sidecar (eviction), if there is one."""
+    path(root, recording_sid, fmt).unlink(missing_ok=True)
+
+
+def _named(name: str) -> tuple[str, str] | None:
+    """(RecordingSid, format) when ``name`` is a sidecar's file name."""
+    stem = name.removesuffix(SUFFIX)
+    sid, _, fmt = stem.partition(".")
+    if stem != name and is_sid(sid, "RE") and fmt in FORMATS:
+        return sid, fmt
+    return None
+
+
+def every(root: Path) -> Iterator[Sidecar]:
+    """Every readable sidecar on the volume."""
+    for entry in os.scandir(root):
+        named = _named(entry.name)
+        found = read(root, *named) if named else None
+        if found is not None:
+            yield found
+
+
+def newest(root: Path, fmt: str, limit: int) -> list[str]:
+    """RecordingSids of the ``limit`` most recently written sidecars of one format."""
+    entries = [e for e in os.scandir(root) if (named := _named(e.name)) and named[1] == fmt]
+    entries.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
+    return [entry.name.partition(".")[0] for entry in entries[:limit]]
