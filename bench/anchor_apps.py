@@ -1,6 +1,6 @@
 """Bench-only WSGI apps the real service is measured against.
 
-Both run under gunicorn with the project's ``web/gunicorn.conf.py`` (same
+Each runs under gunicorn with the project's ``web/gunicorn.conf.py`` (same
 worker class and count, same logging set-up), behind the same nginx:
 
 ``seed_app``
@@ -21,15 +21,31 @@ worker class and count, same logging set-up), behind the same nginx:
     service's publisher does). The gap between it
     and ``bare_app`` is the broker's share; the gap to the real webhook is
     what the service's own Python adds.
+
+``validate_push_app()``
+    The real app (``web.create_app``) with its recording-status view replaced
+    by the service's own check (``_require_twilio``: form parsing, twilio's
+    ``RequestValidator``, AccountSid) plus the broker floor's LPUSH: no SID
+    checks, no dedup claim, no task message, no log line, no metric. The
+    least a webhook that validates and answers once its task is in Redis can do.
+
+``naive_app()``
+    The issue's "naive anchor": the same check, then ``Celery.send_task`` of
+    the fetch (kombu's publish path), as a first version would write it.
+
+The last two are factories: gunicorn loads them as ``'bench.anchor_apps:naive_app()'``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 
 import redis
 from flask import Flask, Response, abort, request, send_file
 
+from web import create_app, services
+from web.twilio_hooks import _require_twilio
 from worker import signing, storage
 from worker.config import Settings
 from worker.runtime import settings_or_exit
@@ -88,5 +104,37 @@ def broker_floor_webhook() -> tuple[str, int]:
 
 
 def push_floor_message() -> None:
-    """The broker floor's one Redis round trip (``whatif_app``'s validate-push reuses it)."""
+    """The broker floor's one Redis round trip (``validate_push_app`` makes it too)."""
     _floor_redis().lpush(FLOOR_LIST, _FLOOR_MESSAGE)
+
+
+def validate_push() -> tuple[str, int]:
+    """Check the webhook as the service does, push the floor's message, answer 204."""
+    _require_twilio("recording")
+    push_floor_message()
+    return "", 204
+
+
+def naive_send_task() -> tuple[str, int]:
+    """Check the webhook as the service does, ``send_task`` the fetch, answer 204."""
+    _require_twilio("recording")
+    form = request.form
+    args = [form.get("RecordingSid"), services().settings.recording_format, form.get("CallSid"), None]
+    services().celery.send_task("recordings.fetch", args=args)
+    return "", 204
+
+
+def validate_push_app() -> Flask:
+    """The real app with its recording-status view replaced by ``validate_push``."""
+    return _with_recording_status(validate_push)
+
+
+def naive_app() -> Flask:
+    """The real app with its recording-status view replaced by ``naive_send_task``."""
+    return _with_recording_status(naive_send_task)
+
+
+def _with_recording_status(view: Callable[[], tuple[str, int]]) -> Flask:
+    app = create_app(_settings())
+    app.view_functions["twilio.recording_status"] = view
+    return app

@@ -1,36 +1,34 @@
-"""The stack under test, started on free ports through ``tests.stack.Stack``.
+"""The stack under test, started on free ports through ``stack.Stack``.
 
-Differences from ``Stack.start_all()``, each to match production (Procfile,
-``scripts/run.py``) rather than the test suite:
+Every product process (redis, simulator, gunicorn, nginx, Celery workers)
+starts from its Procfile line, as in ``make run``; what differs from the test
+suite's ``Stack.start_all()`` is what production differs in:
 
-* redis-server runs with the Procfile's flags (``--appendonly yes``, default
-  ``appendfsync everysec``), not the tests' ``appendfsync always``;
+* Redis syncs its append-only file every second (the Procfile's default),
+  not on every write as in the tests;
 * the retry/timeout knobs the tests shorten are back at their defaults;
 * gunicorn gets ``web/gunicorn.conf.py``'s own worker count;
-* nginx runs the project's template rendered by ``nginx.render.render`` with
-  the production arguments, plus bench-only ``server`` blocks (anchors) on
-  their own ports, so anchors and the real thing share one nginx: the same
-  processes, ``worker_processes``, sendfile, open_file_cache and access_log.
+* nginx runs the config ``Stack.render_nginx`` renders (the production
+  arguments) plus bench-only ``server`` blocks (anchors) on their own ports,
+  so anchors and the real thing share one nginx: the same processes,
+  ``worker_processes``, sendfile, open_file_cache and access_log.
+
+Only the anchors' own WSGI apps (``bench/anchor_apps.py``) start with an argv
+of the bench's: they are not product processes.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from bench.procstat import children, tree
-from nginx.render import render
-from tests.stack import Proc, Stack, free_ports, port_open
+from stack import Proc, Stack, free_ports
 from worker.config import load_settings
 
-# web/gunicorn.conf.py: workers = min(4, multiprocessing.cpu_count() * 2)
-WEB_WORKERS = min(4, (os.cpu_count() or 1) * 2)
 PRODUCTION_KNOBS = {
+    "REDIS_APPENDFSYNC": "everysec",
     "RETRY_BACKOFF_SECONDS": "2",
     "RETRY_BACKOFF_MAX_SECONDS": "300",
     "DOWNLOAD_READ_TIMEOUT": "30",
@@ -97,7 +95,6 @@ class Deployment:
         ports = [port for port in free_ports(len(taken) + 5) if port not in taken][:5]
         self.static_port, self.seed_port, self.bare_port, self.seed_web_port, self.bare_web_port = ports
         self.workers: dict[str, int] = {}
-        self.nginx_edit: Callable[[str], str] | None = None  # what-if experiments only
 
     def use_volume(self, recordings_dir: Path) -> None:
         """Point processes started from now on at another RECORDINGS_DIR."""
@@ -110,54 +107,44 @@ class Deployment:
 
     def start(self, simulator: bool = True) -> Deployment:
         """redis, (simulator), gunicorn and nginx; Celery workers come later."""
-        self.start_redis()
+        self.stack.start_redis()
         if simulator:
             self.stack.start_simulator()
-        self.stack.start_web(workers=WEB_WORKERS)
+        self.stack.start_web(workers=None)
         self.start_nginx()
         return self
 
-    def start_redis(self) -> Proc:
-        """redis-server with the Procfile's persistence flags."""
-        data = self.stack.base / "redis"
-        data.mkdir(exist_ok=True)
-        argv = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1"]
-        argv += ["--port", str(self.stack.redis_port), "--dir", str(data), "--appendonly", "yes", "--save", ""]
-        return self._wait(self.stack.spawn("redis", argv), self.stack.redis_port)
-
     def start_nginx(self) -> Proc:
-        """The project's nginx config (production render arguments) plus the anchor servers."""
-        settings = load_settings(self.stack.env())
-        path = render(settings, self.stack.runtime)
-        text = path.read_text()
-        cut = text.rstrip().rfind("}")  # the end of http {}
+        """The project's nginx, its rendered config plus the anchor servers."""
+        proc = self.stack.start_nginx(edit=self.add_anchors)
+        for port in (self.static_port, self.seed_port, self.bare_port):
+            proc.wait_port(port, timeout=30)
+        return proc
+
+    def add_anchors(self, config: str) -> str:
+        """``config`` with the anchor servers appended to its ``http {}`` block."""
+        cut = config.rstrip().rfind("}")  # the end of http {}
         anchors = ANCHORS.format(
             static_port=self.static_port,
             seed_port=self.seed_port,
             bare_port=self.bare_port,
             seed_web_port=self.seed_web_port,
             bare_web_port=self.bare_web_port,
-            recordings_dir=settings.recordings_dir,
-            hit_logs="\n            ".join(hit_location_logs(text)),
+            recordings_dir=load_settings(self.stack.env()).recordings_dir,
+            hit_logs="\n            ".join(hit_location_logs(config)),
             proxy=_PROXY,
         )
-        text = text[:cut] + anchors + text[cut:]
-        if self.nginx_edit is not None:
-            text = self.nginx_edit(text)
-        path.write_text(text)
-        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        proc = self.stack.spawn(
-            "nginx", [nginx, "-p", str(self.stack.runtime), "-c", "nginx.conf", "-g", "daemon off;"]
-        )
-        for port in (self.stack.http_port, self.static_port, self.seed_port, self.bare_port):
-            self._wait(proc, port)
-        return proc
+        return config[:cut] + anchors + config[cut:]
+
+    def start_web(self, name: str, port: int) -> Proc:
+        """Another gunicorn of the service (the Procfile's ``web``) on ``port``, as ``name``."""
+        return self.stack.start("web", name=name, WEB_PORT=str(port)).wait_port(port, timeout=30)
 
     def start_anchor(self, name: str, app: str, port: int) -> Proc:
-        """A bench-only WSGI app under gunicorn with web/gunicorn.conf.py, bound to ``port``."""
+        """A bench-only WSGI app under gunicorn with web/gunicorn.conf.py (worker count included), on ``port``."""
         argv = [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py"]
-        argv += ["--workers", str(WEB_WORKERS), "--bind", f"127.0.0.1:{port}", app]
-        return self._wait(self.stack.spawn(name, argv), port)
+        argv += ["--bind", f"127.0.0.1:{port}", app]
+        return self.stack.spawn(name, argv).wait_port(port, timeout=30)
 
     def stop(self, name: str) -> None:
         """Stop one process of the stack and forget it."""
@@ -193,14 +180,3 @@ class Deployment:
         self.stack.stop_all()
         self.stack.procs.clear()
         self.workers.clear()
-
-    @staticmethod
-    def _wait(proc: Proc, port: int, timeout: float = 30) -> Proc:
-        deadline = time.monotonic() + timeout
-        while not port_open(port):
-            if not proc.alive():
-                raise RuntimeError(f"{proc.name} exited:\n{proc.log()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{proc.name} did not listen on {port}:\n{proc.log()[-3000:]}")
-            time.sleep(0.02)
-        return proc

@@ -31,15 +31,13 @@ def hit_setup(ctx: Context) -> tuple[Deployment, Path]:
     return dep, ctx.cache["hit_paths"]
 
 
-def wrk_hits(
-    dep: Deployment, port: int, paths: Path, seconds: float, extra: str | None = None, byte_range: str = RANGE
-) -> WrkRun:
-    """Random signed paths from ``paths`` with a ``byte_range`` Range header ("" for none); CPU of nginx (+ extra)."""
+def wrk_hits(dep: Deployment, port: int, paths: Path, seconds: float, extra: str | None = None) -> WrkRun:
+    """Random signed paths from ``paths`` with row 1's Range header; CPU of nginx (+ ``extra``)."""
 
     def pids() -> list[int]:
         return dep.pids("nginx") + (dep.pids(extra) if extra else [])
 
-    return run_wrk(dep.url(port) + "/", "hits.lua", [str(paths), byte_range], seconds, server_pids=pids)
+    return run_wrk(dep.url(port) + "/", "hits.lua", [str(paths), RANGE], seconds, server_pids=pids)
 
 
 def _clean(run: WrkRun) -> bool:

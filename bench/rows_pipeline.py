@@ -16,7 +16,7 @@ from bench.context import Context
 from bench.deploy import Deployment
 from bench.report import Check, RowResult
 from simulator.callbacks import CONTROL_TIMEOUT, RECORDING_STATUS_PATH, post_callback, recording_status_params
-from tests.stack import wait_for
+from stack import wait_for
 from worker import signing, twilio_api
 from worker.celery_app import QUEUE
 from worker.config import load_settings

@@ -12,7 +12,6 @@ import random
 import re
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import requests
 
 from bench import volume
 from bench.context import Context
-from bench.deploy import WEB_WORKERS, Deployment
+from bench.deploy import Deployment
 from bench.report import Check, RowResult
 from bench.wrk import WrkRun, run_wrk, write_lines
 
@@ -28,11 +27,10 @@ RANGE = "bytes=0-65535"
 
 
 def gunicorn_startup(dep: Deployment, timeout: float = 60) -> float:
-    """Restart gunicorn (as Stack.start_web does) and time it until /healthz answers 200."""
+    """Restart gunicorn (the Procfile's ``web``) and time it until /healthz answers 200."""
     dep.stop("web")
-    argv = [sys.executable, "-m", "gunicorn", "--config", "web/gunicorn.conf.py", "--workers", str(WEB_WORKERS)]
     started = time.perf_counter()
-    proc = dep.stack.spawn("web", [*argv, "web.wsgi:app"])
+    proc = dep.stack.start("web")
     url = f"http://127.0.0.1:{dep.stack.web_port}/healthz"
     while time.perf_counter() - started < timeout:
         try:
@@ -119,7 +117,7 @@ def row_scale(ctx: Context, result: RowResult) -> None:
             figures[name]["startups_s"].append(gunicorn_startup(dep))
     # "web" serves the big volume now; a second gunicorn, same settings, serves the small one.
     dep.use_volume(small_dir)
-    dep.start_anchor("web-small", "web.wsgi:app", dep.seed_web_port)
+    dep.start_web("web-small", dep.seed_web_port)
     try:
         ports = {"small": dep.seed_web_port, "big": dep.stack.web_port}
         api = api_latencies(
@@ -201,8 +199,8 @@ def _report(ctx: Context, result: RowResult, summary: dict, generated: float, wh
         f"Two volumes of small MP3 files (4170 bytes) + sidecar JSON + `CA….mp3` call link per recording, "
         f"written straight to {where}/ ({budget.scale_small + budget.scale_big:,} recordings in {generated:.0f} s); "
         "gunicorn and nginx are restarted on one volume or the other in turn.",
-        f"Start-up: fastest of {budget.scale_startups} gunicorn restarts per side ({WEB_WORKERS} workers; medians "
-        f"{small['startup_median_s']:.2f} s and {big['startup_median_s']:.2f} s), timed "
+        f"Start-up: fastest of {budget.scale_startups} gunicorn restarts per side (web/gunicorn.conf.py's workers; "
+        f"medians {small['startup_median_s']:.2f} s and {big['startup_median_s']:.2f} s), timed "
         f"until /healthz on the gunicorn port answers 200. API: {small['api_requests']} requests per side for "
         "random cached SIDs with the bearer token, straight to two gunicorns (one per volume, same settings), "
         f"alternating request by request. Hits: random file of the volume, `Range: {RANGE}`, wrk 64 connections, "

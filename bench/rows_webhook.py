@@ -32,11 +32,11 @@ PACED_RATE = 500
 CONNECTIONS = 64
 # The issue's "naive anchor" (0.44× the bare 204 where it was measured): the
 # service's own validation, then Celery.send_task, as a first version would do.
-NAIVE_APP = 'bench.whatif_app:build("validate-send-task")'
+NAIVE_APP = "bench.anchor_apps:naive_app()"
 NAIVE_RATIO_IN_ISSUE = 0.44
 # The least a webhook that validates and answers once its task is in Redis can
 # do: the service's validation plus the broker floor's LPUSH, nothing else.
-VALIDATE_PUSH_APP = 'bench.whatif_app:build("validate-push")'
+VALIDATE_PUSH_APP = "bench.anchor_apps:validate_push_app()"
 P99_TARGET_MS = 25
 # With CONNECTIONS requests always in flight, the mean latency is CONNECTIONS /
 # throughput (Little's law), so a p99 under the target needs at least this rate.

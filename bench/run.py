@@ -1,14 +1,14 @@
 """`make bench`: measure Recording Cache against its anchors and write the results.
 
-    .venv/bin/python bench/run.py                 # every row, about 3 minutes
-    .venv/bin/python bench/run.py --quick         # short runs to check the bench works
-    .venv/bin/python bench/run.py --only 1,dedup  # some rows, by number or name
+    .venv/bin/python -m bench.run                 # every row, about 3-4 minutes
+    .venv/bin/python -m bench.run --quick         # short runs to check the bench works
+    .venv/bin/python -m bench.run --only 1,dedup  # some rows, by number or name
 
-Each row starts what it needs on free ports (``tests.stack.Stack``) under a
-temp folder, measures the real thing and its anchor in the same run, and every
-process is stopped at the end whatever happens. A full run writes
-``bench/results/latest.{md,json}``; ``--quick`` or ``--only`` runs write
-``partial.*`` unless ``--out`` says otherwise.
+Each row starts what it needs on free ports (``stack.Stack``, from the
+Procfile) under a temp folder, measures the real thing and its anchor in the
+same run, and every process is stopped at the end whatever happens. A full run
+writes ``bench/results/latest.{md,json}``; ``--quick`` or ``--only`` runs
+write ``partial.*`` unless ``--out`` says otherwise.
 """
 
 from __future__ import annotations
@@ -22,18 +22,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench.context import Budget, Context  # noqa: E402
-from bench.procstat import wait_quiet  # noqa: E402
-from bench.report import RowResult, load_snapshot, machine_info, say, table_lines, write_results  # noqa: E402
-from bench.rows_download import row_download, row_memory  # noqa: E402
-from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static  # noqa: E402
-from bench.rows_pipeline import row_dedup, row_latency  # noqa: E402
-from bench.rows_scale import row_scale  # noqa: E402
-from bench.rows_webhook import row_webhook  # noqa: E402
+from bench.context import Budget, Context
+from bench.procstat import wait_quiet
+from bench.report import RowResult, load_snapshot, machine_info, say, table_lines, write_results
+from bench.rows_download import row_download, row_memory
+from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static
+from bench.rows_pipeline import row_dedup, row_latency
+from bench.rows_scale import row_scale
+from bench.rows_webhook import row_webhook
+from stack import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
