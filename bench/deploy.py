@@ -24,7 +24,8 @@ import sys
 from pathlib import Path
 
 from bench.procstat import children, tree
-from stack import Proc, Stack, free_ports
+from stack.local import Proc, Stack
+from stack.ports import free_ports
 from worker.config import load_settings
 
 PRODUCTION_KNOBS = {

@@ -16,10 +16,10 @@ from bench.context import Context
 from bench.deploy import Deployment
 from bench.report import Check, RowResult
 from simulator.callbacks import CONTROL_TIMEOUT, RECORDING_STATUS_PATH, post_callback, recording_status_params
-from stack import wait_for
-from worker import signing, twilio_api
-from worker.celery_app import QUEUE
+from stack.ports import wait_for
+from worker import keys, signing, twilio_api
 from worker.config import load_settings
+from worker.keys import QUEUE
 
 MIB = 1 << 20
 RANGE = "bytes=0-65535"
@@ -101,7 +101,9 @@ def row_dedup(ctx: Context, result: RowResult) -> None:
     for thread in threads:
         thread.join(90)
     r = redis.Redis.from_url(stack.redis_url)
-    wait_for(lambda: r.llen(QUEUE) == 0 and not r.keys("recording:*"), 30, "queue drained, locks released")
+    wait_for(
+        lambda: r.llen(QUEUE) == 0 and not r.keys(keys.RECORDING_LOCK_PATTERN), 30, "queue drained, locks released"
+    )
     time.sleep(0.5)  # let a duplicate task that was just taken off the queue finish
     stats = stack.sim("GET", "/_sim/stats").json()
     gets = {sid: stats["media_gets"].get(sid, {}).get("mp3", 0) for sid in sids}

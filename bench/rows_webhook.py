@@ -24,7 +24,7 @@ from bench.volume import new_sid
 from bench.wrk import WRK_THREADS, WrkRun, run_wrk, write_lines
 from simulator.callbacks import RECORDING_STATUS_PATH, recording_status_params, sign
 from simulator.resources import rfc2822
-from worker.celery_app import QUEUE
+from worker.keys import QUEUE
 
 # A fixed offered load for the latency line: far above any one Twilio account's
 # recording callbacks (43 million a day), about a third of what the web tier answers flat out.

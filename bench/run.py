@@ -30,7 +30,7 @@ from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static
 from bench.rows_pipeline import row_dedup, row_latency
 from bench.rows_scale import row_scale
 from bench.rows_webhook import row_webhook
-from stack import ROOT
+from stack.procfile import ROOT
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -36,16 +36,9 @@ def _has_bind(args: str) -> bool:
 def process_environment(settings, process: str, environ: Mapping[str, str]) -> dict[str, str]:
     """The environment ``process`` runs with: the container's, completed from ``settings``."""
     env = dict(environ)
+    # The image sets RUNTIME_DIR; the fallback is its folder too, never ./run inside /app.
     env["RUNTIME_DIR"] = env.get("RUNTIME_DIR") or DEFAULT_RUNTIME_DIR
-    # Ports as the settings resolved them (the Procfile has no defaults for
-    # some), and Flower's own FLOWER_BASIC_AUTH even when demo mode generated it.
-    env.update(
-        HTTP_PORT=str(settings.http_port),
-        WEB_PORT=str(settings.web_port),
-        FLOWER_PORT=str(settings.flower_port),
-        SIMULATOR_PORT=str(settings.simulator_port),
-        FLOWER_BASIC_AUTH=settings.flower_basic_auth,
-    )
+    env.update(procfile.settings_environment(settings))
     if process == "flower":
         env["FLOWER_ADDRESS"] = env.get("FLOWER_ADDRESS") or CONTAINER_BIND_HOST
     if process == "web":

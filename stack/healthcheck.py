@@ -5,7 +5,7 @@ shows it.
 
 web     GET /healthz from gunicorn answers 200 (it accepts the web container's
         read-only mount of RECORDINGS_DIR when the folder is readable).
-worker  RECORDINGS_DIR writable, and this container's worker (worker@HOSTNAME)
+worker  RECORDINGS_DIR writable, and this container's worker (WORKER_NAME@HOSTNAME)
         answers a Celery ping through the broker.
 beat    the broker (Redis) answers.
 flower  Flower's /healthcheck answers OK.
@@ -59,7 +59,7 @@ def check_worker(settings) -> str | None:
         return f"{root} is not a writable folder"
     from worker.celery_worker import app
 
-    name = f"worker@{socket.gethostname()}"
+    name = f"{os.environ.get('WORKER_NAME') or 'worker'}@{socket.gethostname()}"  # the Procfile's -n
     try:
         replies = app.control.ping(destination=[name], timeout=TIMEOUT)
     except Exception as exc:  # broker down or unreachable

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from honcho.environ import parse_procfile
 
+from worker.config import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
 
@@ -29,3 +31,15 @@ def shell_argv(process: str, extra_args: tuple[str, ...] | list[str] = (), path:
         raise KeyError(f"{process!r} is not a Procfile process ({', '.join(table)})")
     command = " ".join([table[process], *map(shlex.quote, extra_args)])
     return ["/bin/sh", "-c", f"exec {command}"]
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """What the Procfile's lines read that Settings resolved: ports (some lines have no
+    default of their own) and Flower's FLOWER_BASIC_AUTH, even when demo mode generated it."""
+    return {
+        "HTTP_PORT": str(settings.http_port),
+        "WEB_PORT": str(settings.web_port),
+        "FLOWER_PORT": str(settings.flower_port),
+        "SIMULATOR_PORT": str(settings.simulator_port),
+        "FLOWER_BASIC_AUTH": settings.flower_basic_auth,
+    }

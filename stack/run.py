@@ -22,7 +22,7 @@ from worker.config import Settings
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
 
-from .procfile import PROCFILE, ROOT
+from .procfile import PROCFILE, ROOT, settings_environment
 
 log = logging.getLogger("recording_cache.run")
 
@@ -63,14 +63,9 @@ def main() -> None:
 
     env = dict(os.environ)
     env.update(
+        settings_environment(settings),
         RUNTIME_DIR=str(runtime_dir),
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
-        HTTP_PORT=str(settings.http_port),
-        WEB_PORT=str(settings.web_port),
-        FLOWER_PORT=str(settings.flower_port),
-        SIMULATOR_PORT=str(settings.simulator_port),
-        # Flower reads its own FLOWER_BASIC_AUTH; set it even when generated.
-        FLOWER_BASIC_AUTH=settings.flower_basic_auth,
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     processes = ["web", "worker", "beat", "flower", "nginx"]

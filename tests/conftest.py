@@ -9,7 +9,8 @@ import fakeredis
 import pytest
 import redis as redis_lib
 
-from stack import Stack, free_port
+from stack.local import Stack
+from stack.ports import free_port
 from tests.support import make_settings, spawn_redis_server
 from worker.config import Settings
 

@@ -8,7 +8,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from stack import port_open, wait_for
+from stack.ports import port_open, wait_for
 from worker.config import Settings, load_settings
 
 ACCOUNT_SID = "AC" + "a" * 32

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from simulator.callbacks import place_call
-from stack import Stack, wait_for
+from stack.local import Stack
+from stack.ports import wait_for
 from worker import storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]

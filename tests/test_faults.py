@@ -21,7 +21,8 @@ import redis as redis_lib
 import requests
 
 from simulator.callbacks import post_callback, recording_status_params
-from stack import Stack, free_port, wait_for
+from stack.local import Stack
+from stack.ports import free_port, wait_for
 from worker import atomic, storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]

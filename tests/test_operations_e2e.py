@@ -14,7 +14,9 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from simulator.callbacks import place_call
-from stack import ROOT, Stack, wait_for
+from stack.local import Stack
+from stack.ports import wait_for
+from stack.procfile import ROOT
 from worker import keys, sidecar, signing, storage
 
 pytestmark = pytest.mark.e2e

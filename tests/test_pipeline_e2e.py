@@ -13,8 +13,8 @@ import redis as redis_lib
 import requests
 
 from simulator.callbacks import post_callback, recording_status_params
-from stack import wait_for
-from worker import keys, sidecar, storage
+from stack.ports import wait_for
+from worker import atomic, keys, sidecar, storage
 from worker.celery_app import create_celery
 from worker.config import load_settings
 
@@ -56,7 +56,9 @@ def test_signed_webhook_ends_as_verified_file(stack):
     assert facts.sha256 == call["expected"]["sha256"]
     assert storage.resolve_link(stack.recordings, call["call_sid"], "mp3") == sid
     assert stack.media_gets(sid) == 1
-    assert not list((stack.recordings / ".tmp").glob(f"{sid}*"))
+    assert not list(
+        (stack.recordings / ".tmp").glob(atomic.temp_glob(storage.media_path(stack.recordings, sid, "mp3")))
+    )
     worker_logs = stack.procs["worker0"].log() + stack.procs["worker1"].log()
     done = [line for line in worker_logs.splitlines() if "event=download.done" in line and sid in line]
     assert len(done) == 1 and f"bytes={1 << 20}" in done[0]
@@ -118,7 +120,9 @@ def test_truncated_body_never_appears_under_final_name(stack):
     data = wait_cached(stack, sid)
     assert len(data) == size
     assert sha256(data) == call["recordings"][0]["mp3"]["sha256"]
-    assert not list((stack.recordings / ".tmp").glob(f"{sid}*"))
+    assert not list(
+        (stack.recordings / ".tmp").glob(atomic.temp_glob(storage.media_path(stack.recordings, sid, "mp3")))
+    )
 
 
 # "\xe9…": a byte above 0x7F, as a raw client may send; it once made hmac.compare_digest raise (500).

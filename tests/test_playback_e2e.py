@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from simulator.callbacks import place_call
-from stack import wait_for
+from stack.ports import wait_for
 from worker import signing, storage
 
 pytestmark = pytest.mark.e2e

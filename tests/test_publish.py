@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import redis
 
-from stack import free_port, wait_for
+from stack.ports import free_port, wait_for
 from tests.support import make_settings, spawn_redis_server
 from worker import keys, queue
 from worker.celery_app import create_celery

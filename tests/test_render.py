@@ -12,6 +12,7 @@ import pytest
 
 from nginx.render import render
 from tests.support import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, make_settings
+from worker import atomic
 from worker.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,7 +45,7 @@ def test_a_failed_render_keeps_the_last_config(tmp_path):
     with pytest.raises(ConfigError, match="a-file"):
         render(broken, runtime)
     assert config.read_bytes() == before
-    assert not list(runtime.glob("*.tmp"))
+    assert not list(runtime.glob(atomic.temp_glob(config)))
 
 
 def test_render_command_names_a_recordings_dir_it_cannot_create(tmp_path):

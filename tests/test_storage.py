@@ -193,6 +193,11 @@ def test_a_sidecar_round_trips_and_reads_unknown_or_missing_fields_leniently(tmp
     assert "pinned" not in written and "twilio_deleted_at" not in written  # only once set
     sidecar.path(tmp_path, RE1, "mp3").write_text(json.dumps({**written, "added_later": 1, "pinned": True}))
     assert sidecar.read(tmp_path, RE1, "mp3").is_pinned
+    sidecar.write(tmp_path, sidecar.read(tmp_path, RE1, "mp3").marked(twilio_deleted_at="2026-12-01T00:00:00+00:00"))
+    assert json.loads(sidecar.path(tmp_path, RE1, "mp3").read_text())["added_later"] == 1  # a newer writer's key
+    sidecar.path(tmp_path, RE1, "mp3").write_text('{"pinned": true}')  # partial: still pinned
+    partial = sidecar.read(tmp_path, RE1, "mp3")
+    assert partial.is_pinned and (partial.recording_sid, partial.sha256) == (RE1, None)
     sidecar.path(tmp_path, RE1, "mp3").write_text("[1, 2]")
     assert sidecar.read(tmp_path, RE1, "mp3") is None
     assert sidecar.read(tmp_path, RE2, "mp3") is None
@@ -207,3 +212,14 @@ def test_newest_and_every_list_only_sidecars(tmp_path):
     assert sidecar.newest(tmp_path, "mp3", 10) == [RE2, RE1]
     assert sidecar.newest(tmp_path, "wav", 10) == []
     assert {facts.recording_sid for facts in sidecar.every(tmp_path)} == {RE1, RE2}
+
+
+def test_the_next_holder_removes_a_dead_downloads_temp_files_old_and_new_names(tmp_path):
+    tmp = tmp_path / ".tmp"
+    tmp.mkdir()
+    left = [tmp / f".{RE1}.mp3.k2j3.part", tmp / f"{RE1}.mp3.9xyz.part"]  # this version's, the previous one's
+    others = [tmp / f".{RE2}.mp3.k2j3.part", tmp / f".{RE1}.wav.k2j3.part"]
+    for path in left + others:
+        path.write_bytes(b"partial")
+    assert storage.remove_partial(tmp_path, RE1, "mp3") == 2
+    assert sorted(tmp.iterdir()) == sorted(others)

@@ -62,11 +62,9 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> dict:
 
 
 def _evict(settings: Settings, args: argparse.Namespace) -> dict:
-    from .maintenance import evict, playlog
+    from .maintenance import evict
 
-    r = redis.Redis.from_url(settings.redis_url)
-    playlog.ingest(settings, r)
-    return evict.evict(settings, r, dry_run=args.dry_run).as_dict()
+    return evict.evict_played(settings, redis.Redis.from_url(settings.redis_url), dry_run=args.dry_run).as_dict()
 
 
 def _delete(settings: Settings, args: argparse.Namespace) -> dict:

@@ -14,9 +14,8 @@ from datetime import UTC, datetime
 import redis
 import requests
 from redis.exceptions import LockNotOwnedError
-from twilio.rest import Client
 
-from . import metrics, resolve, sidecar, status, storage, twilio_api
+from . import calls, metrics, sidecar, status, storage, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
@@ -64,28 +63,8 @@ def fetch_recording(
     call_sid = _checked_call_sid(recording_sid, call_sid)
     outcome = _fetch_once(recording_sid, fmt, settings, r, session, call_sid, recorded_at)
     if call_sid and outcome.result == "cached":
-        link_call_and_legs(settings, call_sid, recording_sid, fmt)
+        calls.link_call_and_legs(settings, call_sid, recording_sid, fmt)
     return outcome
-
-
-def fetch_call(call_sid: str, fmt: str, settings: Settings, r: redis.Redis, session, client: Client) -> FetchOutcome:
-    """Resolve a CallSid (parent or child leg) to its latest recording, fetch it, link the call."""
-    found = resolve.resolve_call(call_sid, settings, client)
-    outcome = fetch_recording(found.recording_sid, fmt, settings, r, session, found.owner_call_sid, found.recorded_at)
-    link_call_and_legs(settings, found.owner_call_sid, found.recording_sid, fmt)
-    storage.link_call(settings.recordings_dir, call_sid, found.recording_sid, fmt)
-    status.clear_state(r, call_sid, fmt)
-    return outcome
-
-
-def record_leg(settings: Settings, child_sid: str, parent_sid: str, fmt: str) -> str | None:
-    """Keep a child leg's parent on the volume; link the leg when the parent's recording is cached."""
-    root = settings.recordings_dir
-    storage.record_leg(root, child_sid, parent_sid)
-    recording_sid = storage.resolve_link(root, parent_sid, fmt)
-    if recording_sid:
-        storage.link_call(root, child_sid, recording_sid, fmt)
-    return recording_sid
 
 
 def _fetch_once(
@@ -114,7 +93,7 @@ def _fetch_once(
         storage.remove_partial(root, recording_sid, fmt)
         return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at)
     finally:
-        release_quietly(lock)
+        release_quietly(lock, recording_sid=recording_sid, format=fmt)
 
 
 def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
@@ -171,7 +150,7 @@ def _download(
     ms = (time.monotonic() - started) * 1000
     _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
     if call_sid:
-        link_call_and_legs(settings, call_sid, recording_sid, fmt)
+        calls.link_call_and_legs(settings, call_sid, recording_sid, fmt)
     _forget_state(r, recording_sid, fmt)
     metrics.DOWNLOADS.labels("succeeded").inc()
     metrics.BYTES_DOWNLOADED.inc(stored.bytes)
@@ -283,11 +262,3 @@ def _lock_keeper(lock: RecordingLock, ttl: float):
             last = now
 
     return keep
-
-
-def link_call_and_legs(settings: Settings, call_sid: str, recording_sid: str, fmt: str) -> None:
-    """Point the call and its known child legs at the recording on the volume."""
-    root = settings.recordings_dir
-    for sid in [call_sid, *storage.children_of(root, call_sid)]:
-        if storage.link_call(root, sid, recording_sid, fmt):
-            log.info("call.linked", extra={"call_sid": sid, "recording_sid": recording_sid, "format": fmt})

@@ -11,6 +11,7 @@ from __future__ import annotations
 QUEUE = "recordings"
 
 WEBHOOK_PATTERN = "rc:webhook:RE*"
+RECORDING_LOCK_PATTERN = "recording:*"
 VOLUME_TOTALS = "rc:metrics:volume"
 PLAYLOG_POSITION = "rc:playlog:position"
 PLAYBACK_HITS = "rc:metrics:playback_hits"

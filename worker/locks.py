@@ -43,9 +43,12 @@ class MaintenanceLock(Lock):
         super().__init__(r, keys.maintenance_lock(job), timeout=ttl, blocking=False)
 
 
-def release_quietly(lock: Lock) -> None:
-    """Release ``lock``; if it expired, was taken over or Redis is away, its TTL frees it."""
+def release_quietly(lock: Lock, **facts: object) -> None:
+    """Release ``lock``; if it expired, was taken over or Redis is away, its TTL frees it.
+
+    ``facts`` go into the log line (a download's recording_sid and format).
+    """
     try:
         lock.release()
     except (LockError, redis.RedisError):
-        log.warning("lock.release_failed", extra={"lock": lock.name})
+        log.warning("lock.release_failed", extra=facts or {"lock": lock.name})

@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import redis
+import requests
 from twilio.rest import Client
 
-from . import storage
+from . import fetch, status, storage
 from .config import Settings
 from .errors import RecordingNotFound, UpstreamError
 from .sids import is_sid, require_sid
@@ -71,3 +73,17 @@ def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecor
     if found is None:
         raise RecordingNotFound(f"neither {call_sid} nor its parent {parent} has a completed recording")
     return found
+
+
+def fetch_call(
+    call_sid: str, fmt: str, settings: Settings, r: redis.Redis, session: requests.Session, client: Client
+) -> fetch.FetchOutcome:
+    """Resolve a CallSid to its latest recording, fetch that once, and link the call to it."""
+    found = resolve_call(call_sid, settings, client)
+    # fetch_recording links the owner call and its known legs; the leg asked for may be new.
+    outcome = fetch.fetch_recording(
+        found.recording_sid, fmt, settings, r, session, found.owner_call_sid, found.recorded_at
+    )
+    storage.link_call(settings.recordings_dir, call_sid, found.recording_sid, fmt)
+    status.clear_state(r, call_sid, fmt)
+    return outcome

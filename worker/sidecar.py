@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from . import atomic
@@ -29,8 +29,8 @@ class Sidecar:
 
     recording_sid: str
     format: str
-    bytes: int
-    sha256: str
+    bytes: int | None = None
+    sha256: str | None = None
     call_sid: str | None = None
     account_sid: str | None = None
     duration: str | int | None = None  # as Twilio gave it
@@ -38,6 +38,8 @@ class Sidecar:
     downloaded_at: str | None = None  # ISO 8601 UTC
     pinned: bool = False  # Twilio's copy is (being) deleted: never evict
     twilio_deleted_at: str | None = None
+    # Keys this version does not know (a newer writer's) survive a rewrite.
+    extra: dict = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def is_pinned(self) -> bool:
@@ -50,10 +52,11 @@ class Sidecar:
 
     def as_dict(self) -> dict:
         """The JSON object written to disk."""
-        return {k: v for k, v in asdict(self).items() if k not in _ONLY_WHEN_SET or v}
+        known = {k: v for k, v in asdict(self).items() if k != "extra" and (k not in _ONLY_WHEN_SET or v)}
+        return {**self.extra, **known}
 
 
-_FIELDS = {f.name for f in fields(Sidecar)}
+_FIELDS = {f.name for f in fields(Sidecar)} - {"extra"}
 
 
 def path(root: Path, recording_sid: str, fmt: str) -> Path:
@@ -62,12 +65,20 @@ def path(root: Path, recording_sid: str, fmt: str) -> Path:
 
 
 def read(root: Path, recording_sid: str, fmt: str) -> Sidecar | None:
-    """The sidecar of a cached recording, or None when absent or unreadable."""
+    """The sidecar of a cached recording, or None when absent or not a JSON object.
+
+    Fields it lacks read as unknown (None), so a partial sidecar still says
+    what it does say (``pinned`` above all).
+    """
     try:
         data = json.loads(path(root, recording_sid, fmt).read_text())
-        return Sidecar(**{k: v for k, v in data.items() if k in _FIELDS})
-    except (FileNotFoundError, ValueError, TypeError, AttributeError):
+    except (FileNotFoundError, ValueError):
         return None
+    if not isinstance(data, dict):
+        return None
+    known = {k: v for k, v in data.items() if k in _FIELDS}
+    known.update(recording_sid=recording_sid, format=fmt)  # its name says which recording it describes
+    return Sidecar(**known, extra={k: v for k, v in data.items() if k not in _FIELDS})
 
 
 def write(root: Path, sidecar: Sidecar, replace: bool = True) -> bool:

@@ -184,9 +184,11 @@ def remove_partial(root: Path, recording_sid: str, fmt: str) -> int:
     """Delete temp files a dead download of this recording left behind."""
     removed = 0
     final = media_path(root, require_sid(recording_sid, "RE"), fmt)
-    for path in (root / TMP_DIR).glob(atomic.temp_glob(final)):
-        path.unlink(missing_ok=True)
-        removed += 1
+    # Versions before atomic.py named them without the leading dot; a volume may still hold one.
+    for glob in (atomic.temp_glob(final), f"{final.name}.*.part"):
+        for path in (root / TMP_DIR).glob(glob):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
 
 

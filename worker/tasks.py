@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from . import fetch, outcomes, resources
+from . import calls, fetch, outcomes, resolve, resources
 from .maintenance import evict, playlog, reconcile, retention
 
 
@@ -45,7 +45,7 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
     res = resources.current()
 
     def work() -> dict:
-        return fetch.fetch_call(call_sid, fmt, res.settings, res.redis, res.session, res.twilio).as_dict(call_sid)
+        return resolve.fetch_call(call_sid, fmt, res.settings, res.redis, res.session, res.twilio).as_dict(call_sid)
 
     return _settled(self, call_sid, fmt, work)
 
@@ -53,7 +53,7 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
 @shared_task(name="recordings.record_leg")
 def record_leg_task(child_sid: str, parent_sid: str, fmt: str) -> dict:
     """Keep a child leg's parent on the volume and link it if already cached."""
-    linked = fetch.record_leg(resources.current().settings, child_sid, parent_sid, fmt)
+    linked = calls.record_leg(resources.current().settings, child_sid, parent_sid, fmt)
     return {"child": child_sid, "parent": parent_sid, "linked": linked}
 
 
@@ -75,8 +75,7 @@ def ingest_playlog_task() -> dict:
 def evict_task() -> dict:
     """Stay within CACHE_MAX_BYTES, least recently played first (periodic)."""
     res = resources.current()
-    playlog.ingest(res.settings, res.redis)  # fresh last-played stamps first
-    return evict.evict(res.settings, res.redis).as_dict()
+    return evict.evict_played(res.settings, res.redis).as_dict()
 
 
 @shared_task(name="maintenance.delete_from_twilio")

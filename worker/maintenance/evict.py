@@ -21,7 +21,7 @@ import redis
 from .. import keys, metrics, sidecar, status, storage
 from ..config import Settings
 from ..locks import MaintenanceLock, release_quietly
-from . import Report
+from . import Report, playlog
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,12 @@ def evict(settings: Settings, r: redis.Redis, now: float | None = None, dry_run:
         release_quietly(lock)
     log.info("evict.done", extra={**report.as_dict(), "dry_run": dry_run})
     return report
+
+
+def evict_played(settings: Settings, r: redis.Redis, dry_run: bool = False) -> EvictReport:
+    """An eviction pass on fresh last-played stamps: nginx's new playback lines are read first."""
+    playlog.ingest(settings, r)
+    return evict(settings, r, dry_run=dry_run)
 
 
 def _evict_oldest(root: Path, r: redis.Redis, files, report: EvictReport, now: float, dry_run: bool) -> None:
