@@ -78,22 +78,24 @@ def write_media(
     final = media_path(root, require_sid(recording_sid, "RE"), fmt)
     written, head = 0, b""
     try:
-        with atomic.atomic_file(final, temp_dir=root / TMP_DIR) as handle, BackgroundSha256() as digest:
-            writeback = Writeback(handle.fileno())
-            for chunk in chunks:
-                if len(head) < 12:
-                    head += chunk[: 12 - len(head)]
-                    if len(head) >= 12 and not looks_like(fmt, head):
-                        raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
-                handle.write(chunk)
-                digest.update(chunk)
-                written += len(chunk)
-                writeback.written(written)
-                on_progress(written)
-            if written != expected_bytes:
-                raise IncompleteMedia(f"got {written} of {expected_bytes} bytes for {recording_sid}")
-            if not looks_like(fmt, head):
-                raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
+        # The hash thread finishes the tail while the file is fsynced and renamed.
+        with BackgroundSha256() as digest:
+            with atomic.atomic_file(final, temp_dir=root / TMP_DIR) as handle:
+                writeback = Writeback(handle.fileno())
+                for chunk in chunks:
+                    if len(head) < 12:
+                        head += chunk[: 12 - len(head)]
+                        if len(head) >= 12 and not looks_like(fmt, head):
+                            raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    written += len(chunk)
+                    writeback.written(written)
+                    on_progress(written)
+                if written != expected_bytes:
+                    raise IncompleteMedia(f"got {written} of {expected_bytes} bytes for {recording_sid}")
+                if not looks_like(fmt, head):
+                    raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
             sha256 = digest.hexdigest()
         atomic.fsync_dir(root)
     except OSError as exc:
