@@ -64,7 +64,7 @@ def render(
         flower_port=settings.flower_port,
         flower_url_prefix=settings.flower_url_prefix,
         web_port=settings.web_port,
-        http_port=settings.http_port,
+        http_listen=settings.http_listen,
         simulator_port=settings.simulator_port,
         recordings_dir=settings.recordings_dir,
         signing_key=settings.playback_signing_key,

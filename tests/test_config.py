@@ -26,6 +26,13 @@ def test_defaults_follow_design(tmp_path):
     assert settings.demo is False
 
 
+def test_nginx_listens_everywhere_but_the_demo_on_loopback(tmp_path):
+    assert make_settings(tmp_path).http_listen == "0.0.0.0:8080"
+    demo = make_settings(tmp_path, TWILIO_ACCOUNT_SID="", TWILIO_AUTH_TOKEN="", API_TOKEN="", PLAYBACK_SIGNING_KEY="")
+    assert demo.demo and demo.http_listen == "127.0.0.1:8080"
+    assert make_settings(tmp_path, HTTP_HOST="::1", HTTP_PORT="9000").http_listen == "[::1]:9000"
+
+
 def test_environment_wins_over_env_file(tmp_path):
     env_file = tmp_path / "custom.env"
     env_file.write_text("HTTP_PORT=9000\nRECORDING_FORMAT=wav\n")
@@ -38,6 +45,8 @@ def test_environment_wins_over_env_file(tmp_path):
     ("name", "value"),
     [
         ("HTTP_PORT", "eighty"),
+        ("HTTP_HOST", "example.com"),
+        ("HTTP_HOST", "0.0.0.0:8080"),
         ("HTTP_PORT", "70000"),
         ("WEB_PORT", "-1"),
         ("RECORDING_FORMAT", "ogg"),

@@ -8,6 +8,7 @@ paths and secrets. Nothing else in the project reads ``os.environ``.
 from __future__ import annotations
 
 import io
+import ipaddress
 import math
 import os
 import re
@@ -42,6 +43,7 @@ class Settings:
     recordings_dir: Path
     recording_format: str
     http_port: int
+    http_host: str
     web_port: int
     flower_port: int
     api_token: str = field(repr=False)
@@ -72,6 +74,12 @@ class Settings:
     def state_dir(self) -> Path:
         """Folder on the volume for small durable state (legs, demo secrets)."""
         return self.recordings_dir / ".state"
+
+    @property
+    def http_listen(self) -> str:
+        """HTTP_HOST:HTTP_PORT as nginx's ``listen`` takes it (IPv6 in brackets)."""
+        host = f"[{self.http_host}]" if ":" in self.http_host else self.http_host
+        return f"{host}:{self.http_port}"
 
     @property
     def flower_credentials(self) -> tuple[str, str]:
@@ -180,6 +188,13 @@ def nginx_path(raw: str) -> Path:
     return path
 
 
+def _ip_address(raw: str) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise ValueError(f"expected an IP address such as 0.0.0.0 or 127.0.0.1, got {raw!r}") from None
+
+
 def _url_prefix(raw: str) -> str:
     prefix = raw.strip("/")
     if not re.fullmatch(r"[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*", prefix):
@@ -265,6 +280,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         recordings_dir=recordings_dir,
         recording_format=_typed(env, "RECORDING_FORMAT", "mp3", _choice(*FORMATS)),
         http_port=http_port,
+        # The demo's generated secrets are printed: it listens on loopback unless told otherwise.
+        http_host=_typed(env, "HTTP_HOST", "127.0.0.1" if is_demo else "0.0.0.0", _ip_address),
         web_port=_typed(env, "WEB_PORT", 8000, _port),
         flower_port=_typed(env, "FLOWER_PORT", 5555, _port),
         api_token=secrets["API_TOKEN"],
