@@ -85,3 +85,17 @@ def own_stack(tmp_path):
     """A stack a test may break (kill, restart); started by the test itself."""
     with Stack(tmp_path / "stack") as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def rgw(tmp_path_factory):
+    """A Ceph RADOS Gateway on loopback (stack.rgw): endpoint and S3 keys; skipped when Ceph is not installed."""
+    from stack import rgw as ceph
+
+    if shutil.which("radosgw") is None:
+        pytest.skip(f"Ceph is not installed (apt-get install {ceph.PACKAGES}); .ci/run installs it")
+    folder = tmp_path_factory.mktemp("rgw")
+    try:
+        yield ceph.start(folder)
+    finally:
+        ceph.stop(folder)

@@ -23,6 +23,7 @@ from dotenv.parser import parse_stream
 from redis.connection import parse_url
 
 from . import demo
+from .bucket_settings import BucketSettings, bucket_settings
 from .errors import ConfigError
 from .sids import FORMATS, is_sid
 
@@ -59,6 +60,9 @@ class Settings:
     runtime_dir: Path
     playback_log: Path
     flower_url_prefix: str
+    bucket: BucketSettings | None  # STORAGE_URL: recordings in a bucket, not on the volume
+    edge_cache_dir: Path
+    edge_cache_max_bytes: int
     # Tuning knobs with production defaults; tests shorten them.
     download_connect_timeout: float = 5.0
     download_read_timeout: float = 30.0
@@ -296,6 +300,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         simulator_port=simulator_port,
         flower_url_prefix=_typed(env, "FLOWER_URL_PREFIX", "", _url_prefix),
         runtime_dir=runtime_dir,
+        bucket=bucket_settings(env),
+        edge_cache_dir=_path_setting(env, "EDGE_CACHE_DIR", str(runtime_dir / "edge-cache")),
+        edge_cache_max_bytes=_typed(env, "EDGE_CACHE_MAX_BYTES", 10 * 1024**3, _positive),
         playback_log=_path_setting(env, "PLAYBACK_LOG", str(runtime_dir / "playback.log")),
         download_connect_timeout=_typed(env, "DOWNLOAD_CONNECT_TIMEOUT", 5.0, _positive_float),
         download_read_timeout=_typed(env, "DOWNLOAD_READ_TIMEOUT", 30.0, _positive_float),

@@ -15,7 +15,7 @@ import redis
 import requests
 from redis.exceptions import LockNotOwnedError
 
-from . import calls, metrics, sidecar, status, storage, twilio_api
+from . import metrics, sidecar, status, storage, tiers, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
@@ -50,8 +50,9 @@ def fetch_recording(
     session: requests.Session,
     call_sid: str | None = None,
     recorded_at: str | None = None,
+    tier: tiers.Tier | None = None,
 ) -> FetchOutcome:
-    """Make sure the recording is on the volume, and its call linked; download it if nobody has.
+    """Make sure the recording is kept (volume or bucket), and its call linked; download it if nobody has.
 
     Raises LockBusy when another process holds the lock (the caller retries
     once it may have expired: its holder may have died), RecordingNotFound
@@ -61,9 +62,10 @@ def fetch_recording(
     require_sid(recording_sid, "RE")
     require_format(fmt)
     call_sid = _checked_call_sid(recording_sid, call_sid)
-    outcome = _fetch_once(recording_sid, fmt, settings, r, session, call_sid, recorded_at)
+    tier = tier or tiers.for_settings(settings)
+    outcome = _fetch_once(recording_sid, fmt, settings, r, session, call_sid, recorded_at, tier)
     if call_sid and outcome.result == "cached":
-        calls.link_call_and_legs(settings, call_sid, recording_sid, fmt)
+        tier.link_call(settings, call_sid, recording_sid, fmt, recorded_at)
     return outcome
 
 
@@ -75,23 +77,23 @@ def _fetch_once(
     session: requests.Session,
     call_sid: str | None,
     recorded_at: str | None,
+    tier: tiers.Tier,
 ) -> FetchOutcome:
-    root = settings.recordings_dir
-    if storage.is_cached(root, recording_sid, fmt) and sidecar.exists(root, recording_sid, fmt):
-        return _already_cached(root, recording_sid, fmt, r)
+    if tier.is_complete(recording_sid, fmt):
+        return _already_cached(tier, recording_sid, fmt, r)
     lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
     if not lock.acquire():
         metrics.LOCK_CONTENDED.inc()
         raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process", lock.ttl_left())
     try:
         # Checked again under the lock: the previous holder may just have finished.
-        if storage.is_cached(root, recording_sid, fmt):
-            if not sidecar.exists(root, recording_sid, fmt):
+        if tier.size(recording_sid, fmt) is not None:
+            if not tier.is_complete(recording_sid, fmt):  # only the volume keeps facts apart from media
                 _rewrite_sidecar(settings, session, recording_sid, fmt, call_sid, recorded_at)
-            return _already_cached(root, recording_sid, fmt, r)
+            return _already_cached(tier, recording_sid, fmt, r)
         # Holding the lock, any temp file of this recording is a dead holder's.
-        storage.remove_partial(root, recording_sid, fmt)
-        return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at)
+        storage.remove_partial(tier.staging, recording_sid, fmt)
+        return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at, tier)
     finally:
         release_quietly(lock, recording_sid=recording_sid, format=fmt)
 
@@ -105,10 +107,9 @@ def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
         log.warning("state.clear_failed", extra={"recording_sid": recording_sid, "format": fmt})
 
 
-def _already_cached(root, recording_sid: str, fmt: str, r: redis.Redis) -> FetchOutcome:
+def _already_cached(tier: tiers.Tier, recording_sid: str, fmt: str, r: redis.Redis) -> FetchOutcome:
     _forget_state(r, recording_sid, fmt)
-    size = storage.media_path(root, recording_sid, fmt).stat().st_size
-    return FetchOutcome(recording_sid, "cached", bytes=size)
+    return FetchOutcome(recording_sid, "cached", bytes=tier.size(recording_sid, fmt) or 0)
 
 
 def _download(
@@ -120,6 +121,7 @@ def _download(
     lock: RecordingLock,
     call_sid: str | None,
     recorded_at: str | None,
+    tier: tiers.Tier,
 ) -> FetchOutcome:
     resource = None
     if call_sid is None:
@@ -140,7 +142,7 @@ def _download(
         raise
     with media:
         stored = storage.write_media(
-            settings.recordings_dir,
+            tier.staging,
             recording_sid,
             fmt,
             media.chunks(),
@@ -148,9 +150,10 @@ def _download(
             on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
         )
     ms = (time.monotonic() - started) * 1000
-    _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
+    facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
+    tier.keep(stored, facts)
     if call_sid:
-        calls.link_call_and_legs(settings, call_sid, recording_sid, fmt)
+        tier.link_call(settings, call_sid, recording_sid, fmt, facts.recorded_at)
     _forget_state(r, recording_sid, fmt)
     metrics.DOWNLOADS.labels("succeeded").inc()
     metrics.BYTES_DOWNLOADED.inc(stored.bytes)
@@ -169,7 +172,7 @@ def _download(
     return FetchOutcome(recording_sid, "downloaded", bytes=stored.bytes, ms=ms)
 
 
-def _write_sidecar(
+def _facts(
     settings: Settings,
     recording_sid: str,
     fmt: str,
@@ -177,9 +180,9 @@ def _write_sidecar(
     stored: storage.StoredFile,
     resource: dict | None,
     recorded_at: str | None,
-    replace: bool = True,
-) -> bool:
-    facts = sidecar.Sidecar(
+) -> sidecar.Sidecar:
+    """The sidecar's facts of a verified download."""
+    return sidecar.Sidecar(
         recording_sid=recording_sid,
         format=fmt,
         bytes=stored.bytes,
@@ -190,7 +193,6 @@ def _write_sidecar(
         recorded_at=recorded_at or _recorded_at(resource),
         downloaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-    return sidecar.write(settings.recordings_dir, facts, replace=replace)
 
 
 def _checked_call_sid(recording_sid: str, call_sid: object) -> str | None:
@@ -225,7 +227,8 @@ def _rewrite_sidecar(
         resource, call_sid = _recording_and_call(session, settings, recording_sid)
     path = storage.media_path(settings.recordings_dir, recording_sid, fmt)
     stored = storage.StoredFile(path=path, bytes=path.stat().st_size, sha256=storage.file_sha256(path))
-    if _write_sidecar(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at, replace=False):
+    facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
+    if sidecar.write(settings.recordings_dir, facts, replace=False):
         log.warning("sidecar.rewritten", extra={"recording_sid": recording_sid, "format": fmt, "bytes": stored.bytes})
 
 

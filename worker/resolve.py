@@ -15,7 +15,7 @@ import redis
 import requests
 from twilio.rest import Client
 
-from . import fetch, status, storage
+from . import fetch, status, storage, tiers
 from .config import Settings
 from .errors import RecordingNotFound, UpstreamError
 from .sids import is_sid, require_sid
@@ -76,14 +76,21 @@ def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecor
 
 
 def fetch_call(
-    call_sid: str, fmt: str, settings: Settings, r: redis.Redis, session: requests.Session, client: Client
+    call_sid: str,
+    fmt: str,
+    settings: Settings,
+    r: redis.Redis,
+    session: requests.Session,
+    client: Client,
+    tier: tiers.Tier | None = None,
 ) -> fetch.FetchOutcome:
     """Resolve a CallSid to its latest recording, fetch that once, and link the call to it."""
     found = resolve_call(call_sid, settings, client)
+    tier = tier or tiers.for_settings(settings)
     # fetch_recording links the owner call and its known legs; the leg asked for may be new.
     outcome = fetch.fetch_recording(
-        found.recording_sid, fmt, settings, r, session, found.owner_call_sid, found.recorded_at
+        found.recording_sid, fmt, settings, r, session, found.owner_call_sid, found.recorded_at, tier
     )
-    storage.link_call(settings.recordings_dir, call_sid, found.recording_sid, fmt)
+    tier.link_call(settings, call_sid, found.recording_sid, fmt, found.recorded_at)
     status.clear_state(r, call_sid, fmt)
     return outcome

@@ -1,4 +1,4 @@
-"""The clients one worker process uses: Redis, the Twilio HTTP session and client, a publisher.
+"""The clients one worker process uses: Redis, Twilio's HTTP session and client, a publisher, the tier.
 
 They are built by the worker's start-up hooks (``worker.celery_worker``):
 in each prefork pool process after the fork (``worker_process_init``), and in
@@ -16,7 +16,7 @@ import requests
 from celery import Celery
 from twilio.rest import Client
 
-from . import twilio_api
+from . import tiers, twilio_api
 from .config import Settings
 from .publish import FastPublisher
 
@@ -30,6 +30,7 @@ class Resources:
     session: requests.Session
     twilio: Client
     publisher: FastPublisher
+    tier: tiers.Tier  # the volume, or the bucket of STORAGE_URL
 
     @classmethod
     def build(cls, settings: Settings, celery: Celery) -> Resources:
@@ -41,6 +42,7 @@ class Resources:
             session=twilio_api.new_session(settings),
             twilio=twilio_api.make_client(settings),
             publisher=FastPublisher(celery, r),
+            tier=tiers.for_settings(settings),
         )
 
 

@@ -33,7 +33,9 @@ def fetch_recording_task(
     res = resources.current()
 
     def work() -> dict:
-        outcome = fetch.fetch_recording(recording_sid, fmt, res.settings, res.redis, res.session, call_sid, recorded_at)
+        outcome = fetch.fetch_recording(
+            recording_sid, fmt, res.settings, res.redis, res.session, call_sid, recorded_at, res.tier
+        )
         return outcome.as_dict(recording_sid)
 
     return _settled(self, recording_sid, fmt, work)
@@ -45,7 +47,8 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
     res = resources.current()
 
     def work() -> dict:
-        return resolve.fetch_call(call_sid, fmt, res.settings, res.redis, res.session, res.twilio).as_dict(call_sid)
+        outcome = resolve.fetch_call(call_sid, fmt, res.settings, res.redis, res.session, res.twilio, res.tier)
+        return outcome.as_dict(call_sid)
 
     return _settled(self, call_sid, fmt, work)
 

@@ -1,0 +1,78 @@
+"""fetch_recording in bucket mode (STORAGE_URL) against a mocked Twilio and a real Ceph RADOS Gateway."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+import pytest
+import responses
+
+from tests.support import make_settings
+from worker import fetch, tiers, twilio_api
+from worker.errors import StorageError
+from worker.objectstore import ObjectStore
+
+pytestmark = pytest.mark.s3
+
+RE = "RE" + "4" * 32
+CA = "CA" + "4" * 32
+MP3 = b"ID3\x03\x00\x00\x00\x00\x00\x00" + b"\xff\xfb\x90\x64" + b"\x00" * 8182
+
+
+@pytest.fixture
+def bucket_settings(tmp_path, rgw):
+    """Settings with STORAGE_URL on a new bucket of the test's own."""
+    name = "rc-" + secrets.token_hex(6)
+    settings = make_settings(
+        tmp_path,
+        STORAGE_URL=f"s3://{name}/recordings",
+        S3_ENDPOINT_URL=rgw["endpoint"],
+        AWS_ACCESS_KEY_ID=rgw["access_key"],
+        AWS_SECRET_ACCESS_KEY=rgw["secret_key"],
+    )
+    ObjectStore(settings.bucket).client.create_bucket(Bucket=name)
+    return settings
+
+
+@pytest.fixture
+def twilio(bucket_settings):
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.get(twilio_api.media_url(bucket_settings, RE, "mp3"), body=MP3, headers={"Content-Length": str(len(MP3))})
+        yield mock
+
+
+def _media_gets(twilio, settings) -> int:
+    return sum(1 for call in twilio.calls if call.request.url == twilio_api.media_url(settings, RE, "mp3"))
+
+
+def test_a_recording_lands_in_the_bucket_once_with_its_facts_and_call_index(bucket_settings, redis, twilio):
+    session, tier = twilio_api.new_session(bucket_settings), tiers.for_settings(bucket_settings)
+    first = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+    second = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+    assert (first.result, second.result) == ("downloaded", "cached")
+    assert _media_gets(twilio, bucket_settings) == 1
+    found = tier.store.head(RE, "mp3")
+    assert found["bytes"] == len(MP3)
+    assert found["metadata"]["sha256"] == hashlib.sha256(MP3).hexdigest()
+    assert found["metadata"]["call-sid"] == CA
+    assert tier.store.resolve_call(CA, "mp3") == RE
+    assert list(tier.staging.rglob("*.mp3*")) == []  # nothing left on the local volume
+    assert not (bucket_settings.recordings_dir / f"{RE}.mp3").exists()
+
+
+def test_a_store_that_refuses_the_upload_is_retried_and_leaves_nothing(bucket_settings, redis, twilio, monkeypatch):
+    session, tier = twilio_api.new_session(bucket_settings), tiers.for_settings(bucket_settings)
+
+    def refuse(*args, **kwargs):
+        raise StorageError("object store unreachable for the test: EndpointConnectionError")
+
+    monkeypatch.setattr(tier.store, "upload", refuse)
+    with pytest.raises(StorageError):
+        fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+    monkeypatch.undo()
+    assert tier.store.head(RE, "mp3") is None
+    assert list(tier.staging.rglob("*.mp3*")) == []
+    assert fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier).result == (
+        "downloaded"
+    )

@@ -1,0 +1,256 @@
+"""Recordings in an S3-compatible bucket (STORAGE_URL): keys, upload, lookups.
+
+    s3://BUCKET/PREFIX/
+      RE<32 hex>.mp3            the verified media; its sidecar's facts are the object's metadata
+      calls/CA<32 hex>.mp3.json the call index: {"recording_sid": …, "recorded_at": …}
+
+An object appears under its key only complete: a small one in one PUT, a
+large one as a multipart upload that is completed only after every part
+landed, and aborted on any failure. The store checks each body against its
+Content-MD5, so a corrupted transfer is refused rather than stored. Memory
+stays flat: parts are read from the verified local file one at a time.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from .bucket_settings import BucketSettings
+from .errors import StorageError
+from .sids import require_format, require_sid
+
+log = logging.getLogger(__name__)
+
+PART_BYTES = 16 * 1024 * 1024
+MULTIPART_THRESHOLD = 64 * 1024 * 1024
+CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
+_MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+def make_client(bucket: BucketSettings):
+    """A boto3 S3 client: SigV4, path-style against a given endpoint, bounded timeouts.
+
+    Checksums are the ones this module sends (Content-MD5): stores such as
+    Ceph RGW of Debian 12 reject botocore's newer default checksum headers.
+    """
+    config = Config(
+        signature_version="s3v4",
+        s3={"addressing_style": "path" if bucket.endpoint_url else "auto"},
+        connect_timeout=5,
+        read_timeout=60,
+        retries={"max_attempts": 3, "mode": "standard"},
+        request_checksum_calculation="when_required",
+        response_checksum_validation="when_required",
+    )
+    return boto3.client(
+        "s3",
+        endpoint_url=bucket.endpoint_url,
+        aws_access_key_id=bucket.access_key_id,
+        aws_secret_access_key=bucket.secret_access_key,
+        region_name=bucket.region,
+        config=config,
+    )
+
+
+@contextmanager
+def _store_errors(what: str) -> Iterator[None]:
+    """Any failure to talk to the store is a StorageError: the task retries later."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        raise StorageError(
+            f"object store refused {what}: {error.get('Code')} {error.get('Message') or ''}".rstrip()
+        ) from exc
+    except BotoCoreError as exc:
+        raise StorageError(f"object store unreachable for {what}: {type(exc).__name__}") from exc
+
+
+def _md5(handle: BinaryIO, length: int) -> str:
+    """Content-MD5 of the next ``length`` bytes of ``handle``, which is then rewound to where it was."""
+    start, digest, left = handle.tell(), hashlib.md5(usedforsecurity=False), length
+    while left > 0:
+        block = handle.read(min(left, 1024 * 1024))
+        if not block:
+            break
+        digest.update(block)
+        left -= len(block)
+    handle.seek(start)
+    return base64.b64encode(digest.digest()).decode()
+
+
+class _Part:
+    """A read-only window of a file: what one upload_part sends, read as it goes."""
+
+    def __init__(self, handle: BinaryIO, start: int, length: int):
+        self.handle, self.start, self.length, self.position = handle, start, length, 0
+
+    def read(self, size: int = -1) -> bytes:
+        left = self.length - self.position
+        size = left if size is None or size < 0 else min(size, left)
+        self.handle.seek(self.start + self.position)
+        data = self.handle.read(size)
+        self.position += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self.position, 2: self.length}[whence]
+        self.position = max(0, min(self.length, base + offset))
+        return self.position
+
+    def tell(self) -> int:
+        return self.position
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class ObjectStore:
+    """One bucket (and prefix) holding recordings."""
+
+    def __init__(
+        self, bucket: BucketSettings, client=None, part_bytes: int = PART_BYTES, threshold: int = MULTIPART_THRESHOLD
+    ):
+        self.bucket = bucket
+        self.client = client or make_client(bucket)
+        self.part_bytes, self.threshold = part_bytes, threshold
+
+    def media_key(self, recording_sid: str, fmt: str) -> str:
+        """The key of a recording's media."""
+        return self.bucket.key(f"{require_sid(recording_sid, 'RE')}.{require_format(fmt)}")
+
+    def call_key(self, call_sid: str, fmt: str) -> str:
+        """The key of a call's index entry."""
+        return self.bucket.key(f"calls/{require_sid(call_sid, 'CA')}.{require_format(fmt)}.json")
+
+    def head(self, recording_sid: str, fmt: str) -> dict | None:
+        """The stored recording's size and metadata, or None when the bucket lacks it."""
+        key = self.media_key(recording_sid, fmt)
+        try:
+            with _store_errors(key):
+                answer = self.client.head_object(Bucket=self.bucket.bucket, Key=key)
+        except StorageError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return {"bytes": answer["ContentLength"], "metadata": answer.get("Metadata", {})}
+
+    def upload(self, path: Path, recording_sid: str, fmt: str, metadata: dict[str, str]) -> int:
+        """Store a verified local file under the recording's key; return its size."""
+        key = self.media_key(recording_sid, fmt)
+        size = path.stat().st_size
+        extra = {"ContentType": CONTENT_TYPES[fmt], "Metadata": metadata}
+        with path.open("rb") as handle, _store_errors(key):
+            if size < self.threshold:
+                self.client.put_object(
+                    Bucket=self.bucket.bucket, Key=key, Body=handle, ContentMD5=_md5(handle, size), **extra
+                )
+            else:
+                self._multipart(handle, key, size, extra)
+        return size
+
+    def _multipart(self, handle: BinaryIO, key: str, size: int, extra: dict) -> None:
+        upload_id = self.client.create_multipart_upload(Bucket=self.bucket.bucket, Key=key, **extra)["UploadId"]
+        try:
+            parts = []
+            for number, start in enumerate(range(0, size, self.part_bytes), start=1):
+                length = min(self.part_bytes, size - start)
+                handle.seek(start)
+                answer = self.client.upload_part(
+                    Bucket=self.bucket.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=_Part(handle, start, length),
+                    ContentLength=length,
+                    ContentMD5=_md5(handle, length),
+                )
+                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            # Nothing is readable under the key until completion; abort frees the parts.
+            try:
+                self.client.abort_multipart_upload(Bucket=self.bucket.bucket, Key=key, UploadId=upload_id)
+            except (ClientError, BotoCoreError):
+                log.warning("upload.abort_failed", extra={"key": key, "upload_id": upload_id})
+            raise
+
+    def link_call(self, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None) -> bool:
+        """Point the call's index entry at the recording unless a later one holds it."""
+        current = self._call_entry(call_sid, fmt)
+        if current and current.get("recording_sid") == recording_sid:
+            return False
+        if current and str(current.get("recorded_at") or "") > str(recorded_at or ""):
+            return False
+        key = self.call_key(call_sid, fmt)
+        body = json.dumps({"recording_sid": require_sid(recording_sid, "RE"), "recorded_at": recorded_at}).encode()
+        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        with _store_errors(key):
+            self.client.put_object(
+                Bucket=self.bucket.bucket, Key=key, Body=body, ContentMD5=md5, ContentType="application/json"
+            )
+        return True
+
+    def resolve_call(self, call_sid: str, fmt: str) -> str | None:
+        """The RecordingSid a call's index entry names, or None."""
+        entry = self._call_entry(call_sid, fmt)
+        sid = entry.get("recording_sid") if entry else None
+        return sid if isinstance(sid, str) and sid.startswith("RE") else None
+
+    def _call_entry(self, call_sid: str, fmt: str) -> dict | None:
+        key = self.call_key(call_sid, fmt)
+        try:
+            with _store_errors(key):
+                body = self.client.get_object(Bucket=self.bucket.bucket, Key=key)["Body"].read()
+        except StorageError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        try:
+            entry = json.loads(body)
+        except ValueError:
+            return None
+        return entry if isinstance(entry, dict) else None
+
+    def abort_stale_uploads(self, older_than_seconds: float, now: float | None = None) -> int:
+        """Abort multipart uploads under the prefix left open longer than the given age (a killed uploader's)."""
+        cutoff = datetime.fromtimestamp((now or time.time()) - older_than_seconds, UTC)
+        prefix = self.bucket.key("")
+        aborted = 0
+        with _store_errors(f"the open uploads under {prefix or '/'}"):
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        self.client.abort_multipart_upload(
+                            Bucket=self.bucket.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        aborted += 1
+        return aborted
+
+    def check_bucket(self) -> None:
+        """StorageError naming the problem when the bucket is missing or the keys are refused."""
+        with _store_errors(f"bucket {self.bucket.bucket}"):
+            self.client.head_bucket(Bucket=self.bucket.bucket)
+
+
+def _is_missing(exc: StorageError) -> bool:
+    cause = exc.__cause__
+    return isinstance(cause, ClientError) and str(cause.response.get("Error", {}).get("Code")) in _MISSING

@@ -1,0 +1,124 @@
+"""Where a verified recording is kept: the volume (default) or a bucket (STORAGE_URL).
+
+Both tiers receive the media the same way: ``storage.write_media`` streams,
+verifies and fsyncs it under ``staging``. On the volume that is already its
+final place; for a bucket it is a local file that is uploaded (checksummed,
+never partial) and then removed. ``fetch`` talks to a tier only through the
+methods below, so the lock, the checks before and after it, and the Twilio
+side are the same in both modes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Protocol
+
+from . import calls, sidecar, storage
+from .config import Settings
+from .objectstore import ObjectStore
+from .sidecar import Sidecar
+from .storage import StoredFile
+
+log = logging.getLogger(__name__)
+
+STAGING_DIR = ".staging"
+
+
+class Tier(Protocol):
+    """What fetch needs of the place recordings are kept."""
+
+    staging: Path
+
+    def size(self, recording_sid: str, fmt: str) -> int | None:
+        """Bytes of the kept recording, None when it is not kept."""
+
+    def is_complete(self, recording_sid: str, fmt: str) -> bool:
+        """True when the recording and its facts are kept."""
+
+    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
+        """Make a verified file under ``staging`` the kept recording, with its facts."""
+
+    def link_call(
+        self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
+    ) -> None:
+        """Point the call (and its known legs) at the recording unless a later one holds it."""
+
+
+class VolumeTier:
+    """RECORDINGS_DIR: media, sidecar and call links side by side; nginx serves the files."""
+
+    def __init__(self, settings: Settings):
+        self.staging = settings.recordings_dir
+
+    def size(self, recording_sid: str, fmt: str) -> int | None:
+        try:
+            return storage.media_path(self.staging, recording_sid, fmt).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def is_complete(self, recording_sid: str, fmt: str) -> bool:
+        return storage.is_cached(self.staging, recording_sid, fmt) and sidecar.exists(self.staging, recording_sid, fmt)
+
+    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
+        sidecar.write(self.staging, facts)  # the media is in place already
+
+    def link_call(
+        self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
+    ) -> None:
+        calls.link_call_and_legs(settings, call_sid, recording_sid, fmt)  # orders by the sidecars
+
+
+class BucketTier:
+    """An S3-compatible bucket: the object carries the sidecar's facts as its metadata."""
+
+    def __init__(self, settings: Settings, store: ObjectStore):
+        self.staging = settings.recordings_dir / STAGING_DIR
+        self.store = store
+
+    def size(self, recording_sid: str, fmt: str) -> int | None:
+        found = self.store.head(recording_sid, fmt)
+        return found["bytes"] if found else None
+
+    def is_complete(self, recording_sid: str, fmt: str) -> bool:
+        return self.size(recording_sid, fmt) is not None
+
+    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
+        started = time.monotonic()
+        try:
+            self.store.upload(stored.path, facts.recording_sid, facts.format, object_metadata(facts))
+        finally:
+            stored.path.unlink(missing_ok=True)  # a retry downloads again rather than trust a stale file
+        log.info(
+            "upload.done",
+            extra={
+                "recording_sid": facts.recording_sid,
+                "format": facts.format,
+                "bytes": stored.bytes,
+                "ms": round((time.monotonic() - started) * 1000, 1),
+                "key": self.store.media_key(facts.recording_sid, facts.format),
+            },
+        )
+
+    def link_call(
+        self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
+    ) -> None:
+        for sid in [call_sid, *storage.children_of(settings.recordings_dir, call_sid)]:
+            self.store.link_call(sid, recording_sid, fmt, recorded_at)
+
+
+def object_metadata(facts: Sidecar) -> dict[str, str]:
+    """The sidecar's facts as S3 user metadata (x-amz-meta-*: ASCII strings, dashes for underscores)."""
+    return {
+        name.replace("_", "-"): str(value)
+        for name, value in facts.as_dict().items()
+        if value is not None and name not in ("recording_sid", "format")
+    }
+
+
+def for_settings(settings: Settings, store: ObjectStore | None = None) -> Tier:
+    """The tier STORAGE_URL selects; ``store`` reuses a process's client."""
+    if settings.bucket is None:
+        return VolumeTier(settings)
+    return BucketTier(settings, store or ObjectStore(settings.bucket))
