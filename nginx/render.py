@@ -9,18 +9,22 @@ import os
 import resource
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from worker import atomic
+from worker import atomic, objectstore
 from worker.config import Settings, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
-from worker.sids import FORMAT, PLAYABLE_SID
+from worker.sids import FORMAT, PLAYABLE_SID, pattern
 
 TEMPLATE = "nginx.conf.j2"
 TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 WORKER_CONNECTIONS = 4096
+# Recordings never change once stored: an edge copy stays until the cache manager needs the room.
+EDGE_CACHE_VALID = "30d"
+SLICE_SIZE = "1m"
 
 
 def descriptor_limit() -> int:
@@ -48,6 +52,8 @@ def render(
         raise ConfigError(f"runtime folder: {exc}") from None
     nofile = descriptor_limit()
     make_folders(settings.playback_log.parent, *(runtime_dir / sub for sub in TEMP_FOLDERS))
+    if settings.bucket is not None:
+        make_folders(settings.edge_cache_dir)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True
     )
@@ -69,13 +75,29 @@ def render(
         recordings_dir=settings.recordings_dir,
         signing_key=settings.playback_signing_key,
         playable_sid=PLAYABLE_SID,
+        recording_sid=pattern("RE"),
+        call_sid=pattern("CA"),
         media_format=FORMAT,
+        bucket=bucket_origin(settings),
+        edge_cache_dir=settings.edge_cache_dir,
+        edge_cache_max_bytes=settings.edge_cache_max_bytes,
+        edge_cache_valid=EDGE_CACHE_VALID,
+        slice_size=SLICE_SIZE,
         demo=settings.demo,
     )
     # Written aside and renamed: a failed render leaves the last good config whole.
     path = runtime_dir / "nginx.conf"
     atomic.write_bytes(path, text.encode("utf-8"), mode=0o600)
     return path
+
+
+def bucket_origin(settings: Settings) -> dict | None:
+    """Where nginx's signing origin sends an edge miss: the bucket's origin, Host and path."""
+    if settings.bucket is None:
+        return None
+    base, path = objectstore.origin(settings.bucket)
+    parts = urlsplit(base)
+    return {"origin": base, "host": parts.netloc, "path": path, "tls": parts.scheme == "https"}
 
 
 def make_folders(*folders: Path) -> None:

@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from worker.celery_app import create_celery
 from worker.config import Settings, load_settings
 from worker.publish import FastPublisher
+from worker.tiers import Tier, for_settings
 
 # Twilio's callbacks are a few hundred bytes; anything large is not Twilio.
 MAX_BODY_BYTES = 64 * 1024
@@ -24,6 +25,7 @@ class Services:
     redis: redis_lib.Redis
     celery: Celery
     publisher: FastPublisher
+    tier: Tier  # where recordings are kept: the volume, or STORAGE_URL's bucket
 
 
 def create_app(
@@ -40,7 +42,9 @@ def create_app(
     celery = celery or create_celery(settings)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
-    app.extensions["recording_cache"] = Services(settings, redis, celery, FastPublisher(celery, redis))
+    app.extensions["recording_cache"] = Services(
+        settings, redis, celery, FastPublisher(celery, redis), for_settings(settings)
+    )
 
     from . import api, errors, health, playback, twilio_hooks
 
@@ -49,6 +53,10 @@ def create_app(
     app.register_blueprint(playback.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
+    if settings.bucket is not None:
+        from . import bucket_origin
+
+        app.register_blueprint(bucket_origin.bp)
     if settings.demo:
         from . import demo
 

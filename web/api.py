@@ -46,7 +46,7 @@ def get_recording(sid: str):
     """Status of a recording or call, with a freshly signed playback URL."""
     sid = require_playable_sid(sid)
     svc = services()
-    return jsonify(catalog.describe(svc.settings, svc.redis, sid, _format()))
+    return jsonify(catalog.describe(svc.settings, svc.redis, sid, _format(), svc.tier))
 
 
 @bp.post("/recordings/<sid>/fetch")
@@ -54,7 +54,7 @@ def fetch_recording(sid: str):
     """Enqueue a fetch (idempotent); 202 with the current status."""
     sid = require_playable_sid(sid)
     svc, fmt = services(), _format()
-    info = catalog.describe(svc.settings, svc.redis, sid, fmt)
+    info = catalog.describe(svc.settings, svc.redis, sid, fmt, svc.tier)
     if info["status"] != "cached":
         info["enqueued"] = queue.enqueue_fetch(svc.publisher, sid, fmt, "api")
         log.info("api.fetch", extra={"sid": sid, "format": fmt, "enqueued": info["enqueued"]})

@@ -32,4 +32,4 @@ def recordings():
     fmt = svc.settings.recording_format
     watched = [sid for sid in request.args.getlist("sid")[:MAX_WATCHED] if is_playable(sid)]
     sids = list(dict.fromkeys(watched + sidecar.newest(svc.settings.recordings_dir, fmt, RECENT)))
-    return jsonify(recordings=[catalog.describe(svc.settings, svc.redis, sid, fmt) for sid in sids])
+    return jsonify(recordings=[catalog.describe(svc.settings, svc.redis, sid, fmt, svc.tier) for sid in sids])

@@ -11,9 +11,9 @@ import logging
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Blueprint, abort, jsonify, request
+from flask import Blueprint, abort, jsonify, redirect, request
 
-from worker import catalog, metrics, queue, signing, storage
+from worker import catalog, metrics, queue, signing
 from worker.sids import FORMAT, PLAYABLE_SID
 
 from . import services
@@ -47,7 +47,13 @@ def playback_miss():
         settings.playback_signing_key,
     ):
         abort(403, "invalid or expired playback signature")
-    if storage.is_cached(settings.recordings_dir, sid, fmt):
+    kept = svc.tier.resolve(sid, fmt)
+    if kept and sid.startswith("CA") and settings.bucket is not None:
+        # A bucket has no links: the call index names the recording, and the player follows.
+        url = signing.signed_url(kept, fmt, settings.playback_signing_key, settings.playback_url_ttl)
+        log.info("playback.call_redirect", extra={"sid": sid, "recording_sid": kept, "format": fmt})
+        return redirect(url, code=302)
+    if kept:
         return _come_back(sid, "cached", 0)
     if catalog.is_known_missing(svc.redis, sid, fmt):
         abort(404, "Twilio has no recording for this SID")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import redis
 
-from . import sidecar, status, storage
+from . import status, tiers
 from .config import Settings
 from .signing import signed_url
 
 
-def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str) -> dict:
+def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers.Tier | None = None) -> dict:
     """Status (cached/pending/downloading/failed/unknown) and a fresh signed URL."""
-    root = settings.recordings_dir
+    tier = tier or tiers.for_settings(settings)
     info: dict = {
         "sid": sid,
         "format": fmt,
@@ -21,14 +21,14 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str) -> dict:
         "bytes": None,
         "url": signed_url(sid, fmt, settings.playback_signing_key, settings.playback_url_ttl),
     }
-    recording_sid = storage.resolve_link(root, sid, fmt)
+    recording_sid = tier.resolve(sid, fmt)
     if recording_sid:
-        facts = sidecar.read(root, recording_sid, fmt)
+        facts = tier.facts(recording_sid, fmt)
         info.update(
             status="cached",
             recording_sid=recording_sid,
             call_sid=info["call_sid"] or (facts and facts.call_sid),
-            bytes=storage.media_path(root, recording_sid, fmt).stat().st_size,
+            bytes=tier.size(recording_sid, fmt),
             sha256=facts and facts.sha256,
             downloaded_at=facts and facts.downloaded_at,
         )

@@ -25,7 +25,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 import boto3
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .bucket_settings import BucketSettings
@@ -38,6 +41,27 @@ PART_BYTES = 16 * 1024 * 1024
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 _MISSING = {"404", "NoSuchKey", "NotFound"}
+
+
+def origin(bucket: BucketSettings) -> tuple[str, str]:
+    """(origin, path) of the bucket's objects over HTTP: path-style at S3_ENDPOINT_URL, as the
+    client uses it, or AWS's virtual-hosted style; ``origin + path + "/" + name`` is an object."""
+    if bucket.endpoint_url:
+        return bucket.endpoint_url, f"/{bucket.bucket}/{bucket.key('')}".rstrip("/")
+    return f"https://{bucket.bucket}.s3.{bucket.region}.amazonaws.com", f"/{bucket.key('')}".rstrip("/")
+
+
+def signed_get_headers(bucket: BucketSettings, name: str) -> dict[str, str]:
+    """SigV4 headers for a GET of the object ``name`` (e.g. ``RE….mp3``) under the prefix.
+
+    What nginx sends to the bucket on an edge miss. The payload is unsigned
+    and a Range header may be added unsigned, so one signature serves any slice.
+    """
+    base, path = origin(bucket)
+    request = AWSRequest(method="GET", url=f"{base}{path}/{name}", headers={"X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD"})
+    signer = SigV4Auth(Credentials(bucket.access_key_id, bucket.secret_access_key), "s3", bucket.region)
+    signer.add_auth(request)
+    return {"Authorization": request.headers["Authorization"], "X-Amz-Date": request.headers["X-Amz-Date"]}
 
 
 def make_client(bucket: BucketSettings):

@@ -56,7 +56,7 @@ class Sidecar:
         return {**self.extra, **known}
 
 
-_FIELDS = {f.name for f in fields(Sidecar)} - {"extra"}
+FIELDS = frozenset(f.name for f in fields(Sidecar)) - {"extra"}
 
 
 def path(root: Path, recording_sid: str, fmt: str) -> Path:
@@ -76,9 +76,9 @@ def read(root: Path, recording_sid: str, fmt: str) -> Sidecar | None:
         return None
     if not isinstance(data, dict):
         return None
-    known = {k: v for k, v in data.items() if k in _FIELDS}
+    known = {k: v for k, v in data.items() if k in FIELDS}
     known.update(recording_sid=recording_sid, format=fmt)  # its name says which recording it describes
-    return Sidecar(**known, extra={k: v for k, v in data.items() if k not in _FIELDS})
+    return Sidecar(**known, extra={k: v for k, v in data.items() if k not in FIELDS})
 
 
 def write(root: Path, sidecar: Sidecar, replace: bool = True) -> bool:

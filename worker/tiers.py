@@ -37,6 +37,12 @@ class Tier(Protocol):
     def is_complete(self, recording_sid: str, fmt: str) -> bool:
         """True when the recording and its facts are kept."""
 
+    def resolve(self, sid: str, fmt: str) -> str | None:
+        """The kept RecordingSid a playable SID (RE… or CA…) plays, or None."""
+
+    def facts(self, recording_sid: str, fmt: str) -> Sidecar | None:
+        """The kept recording's facts, or None."""
+
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         """Make a verified file under ``staging`` the kept recording, with its facts."""
 
@@ -61,6 +67,12 @@ class VolumeTier:
     def is_complete(self, recording_sid: str, fmt: str) -> bool:
         return storage.is_cached(self.staging, recording_sid, fmt) and sidecar.exists(self.staging, recording_sid, fmt)
 
+    def resolve(self, sid: str, fmt: str) -> str | None:
+        return storage.resolve_link(self.staging, sid, fmt)
+
+    def facts(self, recording_sid: str, fmt: str) -> Sidecar | None:
+        return sidecar.read(self.staging, recording_sid, fmt)
+
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         sidecar.write(self.staging, facts)  # the media is in place already
 
@@ -83,6 +95,20 @@ class BucketTier:
 
     def is_complete(self, recording_sid: str, fmt: str) -> bool:
         return self.size(recording_sid, fmt) is not None
+
+    def resolve(self, sid: str, fmt: str) -> str | None:
+        recording_sid = self.store.resolve_call(sid, fmt) if sid.startswith("CA") else sid
+        return recording_sid if recording_sid and self.is_complete(recording_sid, fmt) else None
+
+    def facts(self, recording_sid: str, fmt: str) -> Sidecar | None:
+        found = self.store.head(recording_sid, fmt)
+        if found is None:
+            return None
+        meta = {name.replace("-", "_"): value for name, value in found["metadata"].items()}
+        known = {k: v for k, v in meta.items() if k in sidecar.FIELDS and k not in ("recording_sid", "format", "bytes")}
+        if "pinned" in known:
+            known["pinned"] = known["pinned"] == "True"
+        return Sidecar(recording_sid=recording_sid, format=fmt, bytes=found["bytes"], **known)
 
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         started = time.monotonic()

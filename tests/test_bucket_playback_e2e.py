@@ -1,0 +1,114 @@
+"""Bucket mode end to end: webhook → worker → Ceph RGW, playback through nginx's edge cache.
+
+Real redis-server, Celery worker, gunicorn, nginx (secure_link, slice,
+proxy_cache) and the Twilio simulator, with STORAGE_URL on a real RADOS Gateway.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+import requests
+
+from simulator.callbacks import place_call
+from stack.local import Stack
+from stack.ports import wait_for
+from worker import signing
+from worker.bucket_settings import BucketSettings
+from worker.objectstore import ObjectStore
+
+pytestmark = [pytest.mark.e2e, pytest.mark.s3]
+
+SIZE = 3 * 1024 * 1024 + 12345  # four 1 MiB slices, the last one short
+
+
+@pytest.fixture(scope="module")
+def bucket_stack(rgw, tmp_path_factory):
+    """One host in bucket mode: its own edge cache, the shared gateway."""
+    name = "rc-" + secrets.token_hex(6)
+    overrides = {
+        "STORAGE_URL": f"s3://{name}/recordings",
+        "S3_ENDPOINT_URL": rgw["endpoint"],
+        "AWS_ACCESS_KEY_ID": rgw["access_key"],
+        "AWS_SECRET_ACCESS_KEY": rgw["secret_key"],
+    }
+    base = tmp_path_factory.mktemp("bucket-stack")
+    overrides["EDGE_CACHE_DIR"] = str(base / "edge-cache")
+    store = ObjectStore(
+        BucketSettings(name, "recordings", rgw["endpoint"], rgw["access_key"], rgw["secret_key"], "us-east-1")
+    )
+    store.client.create_bucket(Bucket=name)
+    with Stack(base, overrides=overrides) as stack:
+        stack.start_all(workers=1, concurrency=2)
+        stack.store = store
+        yield stack
+
+
+def signed(stack, sid: str, fmt: str = "mp3") -> str:
+    return stack.http_url + signing.signed_url(sid, fmt, stack.signing_key, 600)
+
+
+@pytest.fixture(scope="module")
+def stored(bucket_stack):
+    """A recording announced by Twilio's callbacks and kept in the bucket."""
+    call = place_call(
+        bucket_stack.sim_url, bucket_stack.http_url, bucket_stack.account_sid, bucket_stack.auth_token, size=SIZE
+    )
+    sid = call["recording_sid"]
+    wait_for(lambda: bucket_stack.store.head(sid, "mp3"), 60, "the object in the bucket")
+    body = requests.get(f"{bucket_stack.sim_url}/_sim/media/{sid}.mp3", timeout=10).content
+    return {"sid": sid, "call": call, "body": body}
+
+
+def test_the_recording_is_in_the_bucket_not_on_the_volume(bucket_stack, stored):
+    assert bucket_stack.store.head(stored["sid"], "mp3")["bytes"] == SIZE
+    assert not (bucket_stack.recordings / f"{stored['sid']}.mp3").exists()
+    assert bucket_stack.media_gets(stored["sid"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("range_header", "start", "end"),
+    [("bytes=0-1", 0, 1), ("bytes=1048570-1048580", 1048570, 1048580), ("bytes=-500", SIZE - 500, SIZE - 1)],
+)
+def test_range_requests_play_from_the_edge_with_the_right_bytes(bucket_stack, stored, range_header, start, end):
+    response = requests.get(signed(bucket_stack, stored["sid"]), headers={"Range": range_header}, timeout=10)
+    assert response.status_code == 206
+    assert response.headers["Content-Range"] == f"bytes {start}-{end}/{SIZE}"
+    assert response.headers["Content-Type"] == "audio/mpeg"
+    assert response.content == stored["body"][start : end + 1]
+
+
+def test_a_whole_play_is_the_object_and_a_second_play_is_an_edge_hit(bucket_stack, stored):
+    first = requests.get(signed(bucket_stack, stored["sid"]), timeout=10)
+    assert first.status_code == 200 and first.content == stored["body"]
+    again = requests.get(signed(bucket_stack, stored["sid"]), headers={"Range": "bytes=0-99"}, timeout=10)
+    assert again.status_code == 206 and again.headers["X-Edge-Cache"] == "HIT"
+
+
+@pytest.mark.parametrize("query", ["", "?expires=9999999999&sig=forged", "?expires=1&sig=x"])
+def test_no_edge_byte_without_a_valid_signature(bucket_stack, stored, query):
+    requests.get(signed(bucket_stack, stored["sid"]), timeout=10)  # the edge holds it now
+    response = requests.get(f"{bucket_stack.http_url}/recordings/{stored['sid']}.mp3{query}", timeout=10)
+    assert response.status_code == 403
+    assert stored["body"][:64] not in response.content
+
+
+def test_a_call_sid_plays_its_recording_through_the_call_index(bucket_stack, stored):
+    response = requests.get(
+        signed(bucket_stack, stored["call"]["call_sid"]), headers={"Range": "bytes=0-9"}, timeout=10
+    )
+    assert response.history and response.history[0].status_code == 302
+    assert response.status_code == 206 and response.content == stored["body"][:10]
+
+
+def test_a_recording_not_in_the_bucket_is_fetched_from_twilio_once(bucket_stack):
+    call = bucket_stack.sim("POST", "/_sim/calls", json={"size": 65536}).json()
+    sid = call["recording_sid"]
+    first = requests.get(signed(bucket_stack, sid), timeout=10)
+    assert first.status_code == 202 and first.headers["Retry-After"]
+    played = wait_for(
+        lambda: (r := requests.get(signed(bucket_stack, sid), timeout=10)).status_code == 200 and r, 60, "played"
+    )
+    assert len(played.content) == 65536
+    assert bucket_stack.media_gets(sid) == 1
