@@ -76,3 +76,63 @@ def test_a_store_that_refuses_the_upload_is_retried_and_leaves_nothing(bucket_se
     assert fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier).result == (
         "downloaded"
     )
+
+
+def _keep_one(settings, redis, tier) -> None:
+    fetch.fetch_recording(RE, "mp3", settings, redis, twilio_api.new_session(settings), call_sid=CA, tier=tier)
+
+
+def test_reconcile_enqueues_only_what_the_bucket_lacks(bucket_settings, redis, twilio):
+    from worker import status
+    from worker.celery_app import create_celery
+    from worker.maintenance import reconcile
+    from worker.publish import FastPublisher
+
+    tier = tiers.for_settings(bucket_settings)
+    _keep_one(bucket_settings, redis, tier)
+    missing = "RE" + "5" * 32
+    for sid in (RE, missing):
+        status.remember_webhook(redis, sid, "completed", CA)
+    publisher = FastPublisher(create_celery(bucket_settings), redis)
+    report = reconcile.reconcile(bucket_settings, redis, None, publisher, tier)
+    assert (report.remembered, report.already_cached, report.enqueued) == (2, 1, 1)
+
+
+def test_delete_from_twilio_rereads_the_objects_checksum_and_marks_the_object(bucket_settings, redis, twilio):
+    from dataclasses import replace
+
+    from worker.maintenance import retention
+
+    settings = replace(bucket_settings, delete_from_twilio_after_days=0)
+    tier = tiers.for_settings(settings)
+    _keep_one(settings, redis, tier)
+    twilio.head(twilio_api.media_url(settings, RE, "mp3"), headers={"Content-Length": str(len(MP3))})
+    twilio.delete(f"{twilio_api.account_url(settings)}/Recordings/{RE}.json", status=204)
+    client, session = twilio_api.make_client(settings), twilio_api.new_session(settings)
+
+    # Bytes in the store that are no longer the ones verified (same metadata): refused, nothing deleted.
+    key, found = tier.store.media_key(RE, "mp3"), tier.store.head(RE, "mp3")
+    original = tier.store.client.get_object(Bucket=tier.store.bucket.bucket, Key=key)["Body"].read()
+    tampered = original[:-1] + b"\x01"
+    tier.store.client.put_object(Bucket=tier.store.bucket.bucket, Key=key, Body=tampered, Metadata=found["metadata"])
+    assert retention.delete_verified(settings, redis, session, client, tier=tier).refused == 1
+    assert not any(call.request.method == "DELETE" for call in twilio.calls)
+    tier.store.client.put_object(Bucket=tier.store.bucket.bucket, Key=key, Body=original, Metadata=found["metadata"])
+
+    report = retention.delete_verified(settings, redis, session, client, tier=tier)
+    assert (report.due, report.deleted, report.refused) == (1, 1, 0)
+    assert tier.facts(RE, "mp3").twilio_deleted_at and tier.facts(RE, "mp3").pinned
+    assert tier.store.head(RE, "mp3")["bytes"] == len(MP3)  # the bytes stay
+    assert retention.delete_verified(settings, redis, session, client, tier=tier).due == 0
+
+
+def test_python_eviction_leaves_the_bucket_to_nginx(bucket_settings, redis, twilio):
+    from dataclasses import replace
+
+    from worker.maintenance import evict
+
+    settings = replace(bucket_settings, cache_max_bytes=1)
+    tier = tiers.for_settings(settings)
+    _keep_one(settings, redis, tier)
+    assert evict.evict_played(settings, redis).evicted == 0
+    assert tier.is_complete(RE, "mp3")

@@ -29,7 +29,7 @@ def _reconcile(settings: Settings, args: argparse.Namespace) -> dict:
     from .maintenance.reconcile import reconcile
 
     res = _clients(settings)
-    return reconcile(settings, res.redis, None if args.no_twilio else res.twilio, res.publisher).as_dict()
+    return reconcile(settings, res.redis, None if args.no_twilio else res.twilio, res.publisher, res.tier).as_dict()
 
 
 def _backfill(settings: Settings, args: argparse.Namespace) -> dict:
@@ -54,6 +54,7 @@ def _backfill(settings: Settings, args: argparse.Namespace) -> dict:
             args.dry_run,
             args.page_size,
             progress,
+            res.tier,
         )
     finally:
         if tty:
@@ -71,7 +72,9 @@ def _delete(settings: Settings, args: argparse.Namespace) -> dict:
     from .maintenance import retention
 
     res = _clients(settings)
-    return retention.delete_verified(settings, res.redis, res.session, res.twilio, dry_run=args.dry_run).as_dict()
+    return retention.delete_verified(
+        settings, res.redis, res.session, res.twilio, dry_run=args.dry_run, tier=res.tier
+    ).as_dict()
 
 
 def _ingest(settings: Settings, _args: argparse.Namespace) -> dict:

@@ -33,10 +33,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .bucket_settings import BucketSettings
 from .errors import StorageError
-from .sids import require_format, require_sid
+from .sids import is_sid, require_format, require_sid
 
 log = logging.getLogger(__name__)
 
+ETAG_KEY = "md5-etag"
 PART_BYTES = 16 * 1024 * 1024
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
@@ -103,17 +104,28 @@ def _store_errors(what: str) -> Iterator[None]:
         raise StorageError(f"object store unreachable for {what}: {type(exc).__name__}") from exc
 
 
-def _md5(handle: BinaryIO, length: int) -> str:
-    """Content-MD5 of the next ``length`` bytes of ``handle``, which is then rewound to where it was."""
-    start, digest, left = handle.tell(), hashlib.md5(usedforsecurity=False), length
+def _digest(handle: BinaryIO, start: int, length: int) -> bytes:
+    """MD5 of ``length`` bytes of ``handle`` from ``start``, read a MiB at a time."""
+    handle.seek(start)
+    digest, left = hashlib.md5(usedforsecurity=False), length
     while left > 0:
         block = handle.read(min(left, 1024 * 1024))
         if not block:
             break
         digest.update(block)
         left -= len(block)
-    handle.seek(start)
-    return base64.b64encode(digest.digest()).decode()
+    return digest.digest()
+
+
+def _b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
+def expected_etag(part_digests: list[bytes]) -> str:
+    """The ETag S3 gives these bytes: the MD5 of one PUT, or MD5-of-MD5s-N of a multipart upload."""
+    if len(part_digests) == 1:
+        return part_digests[0].hex()
+    return f"{hashlib.md5(b''.join(part_digests), usedforsecurity=False).hexdigest()}-{len(part_digests)}"
 
 
 class _Part:
@@ -170,29 +182,42 @@ class ObjectStore:
             if _is_missing(exc):
                 return None
             raise
-        return {"bytes": answer["ContentLength"], "metadata": answer.get("Metadata", {})}
+        return {
+            "bytes": answer["ContentLength"],
+            "metadata": answer.get("Metadata", {}),
+            "etag": answer.get("ETag", "").strip('"'),
+        }
 
     def upload(self, path: Path, recording_sid: str, fmt: str, metadata: dict[str, str]) -> int:
-        """Store a verified local file under the recording's key; return its size."""
+        """Store a verified local file under the recording's key; return its size.
+
+        The object's metadata also records the ETag the store must compute
+        for these bytes (``md5-etag``), so a later check can re-read the
+        store's own checksum and compare (``verify``).
+        """
         key = self.media_key(recording_sid, fmt)
         size = path.stat().st_size
-        extra = {"ContentType": CONTENT_TYPES[fmt], "Metadata": metadata}
         with path.open("rb") as handle, _store_errors(key):
+            length = size if size < self.threshold else self.part_bytes
+            digests = [_digest(handle, start, min(length, size - start)) for start in range(0, size, length)] or [
+                hashlib.md5(b"", usedforsecurity=False).digest()
+            ]
+            extra = {"ContentType": CONTENT_TYPES[fmt], "Metadata": {**metadata, ETAG_KEY: expected_etag(digests)}}
             if size < self.threshold:
+                handle.seek(0)
                 self.client.put_object(
-                    Bucket=self.bucket.bucket, Key=key, Body=handle, ContentMD5=_md5(handle, size), **extra
+                    Bucket=self.bucket.bucket, Key=key, Body=handle, ContentMD5=_b64(digests[0]), **extra
                 )
             else:
-                self._multipart(handle, key, size, extra)
+                self._multipart(handle, key, size, digests, extra)
         return size
 
-    def _multipart(self, handle: BinaryIO, key: str, size: int, extra: dict) -> None:
+    def _multipart(self, handle: BinaryIO, key: str, size: int, digests: list[bytes], extra: dict) -> None:
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket.bucket, Key=key, **extra)["UploadId"]
         try:
             parts = []
             for number, start in enumerate(range(0, size, self.part_bytes), start=1):
                 length = min(self.part_bytes, size - start)
-                handle.seek(start)
                 answer = self.client.upload_part(
                     Bucket=self.bucket.bucket,
                     Key=key,
@@ -200,7 +225,7 @@ class ObjectStore:
                     PartNumber=number,
                     Body=_Part(handle, start, length),
                     ContentLength=length,
-                    ContentMD5=_md5(handle, length),
+                    ContentMD5=_b64(digests[number - 1]),
                 )
                 parts.append({"PartNumber": number, "ETag": answer["ETag"]})
             self.client.complete_multipart_upload(
@@ -214,6 +239,32 @@ class ObjectStore:
                 log.warning("upload.abort_failed", extra={"key": key, "upload_id": upload_id})
             raise
 
+    def replace_metadata(self, recording_sid: str, fmt: str, metadata: dict[str, str]) -> None:
+        """Give the stored object new metadata (a copy onto itself; the bytes stay)."""
+        key = self.media_key(recording_sid, fmt)
+        with _store_errors(key):
+            self.client.copy_object(
+                Bucket=self.bucket.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket.bucket, "Key": key},
+                Metadata=metadata,
+                MetadataDirective="REPLACE",
+                ContentType=CONTENT_TYPES[fmt],
+            )
+
+    def recordings(self) -> Iterator[tuple[str, str]]:
+        """(RecordingSid, format) of every recording object under the prefix."""
+        prefix = self.bucket.key("")
+        with _store_errors(f"the listing of {prefix or '/'}"):
+            for page in self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket.bucket, Prefix=prefix, Delimiter="/"
+            ):
+                for item in page.get("Contents", []):
+                    name = item["Key"][len(prefix) :].lstrip("/")
+                    sid, _, fmt = name.partition(".")
+                    if is_sid(sid, "RE") and fmt in CONTENT_TYPES:
+                        yield sid, fmt
+
     def link_call(self, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None) -> bool:
         """Point the call's index entry at the recording unless a later one holds it."""
         current = self._call_entry(call_sid, fmt)
@@ -223,7 +274,7 @@ class ObjectStore:
             return False
         key = self.call_key(call_sid, fmt)
         body = json.dumps({"recording_sid": require_sid(recording_sid, "RE"), "recorded_at": recorded_at}).encode()
-        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        md5 = _b64(hashlib.md5(body, usedforsecurity=False).digest())
         with _store_errors(key):
             self.client.put_object(
                 Bucket=self.bucket.bucket, Key=key, Body=body, ContentMD5=md5, ContentType="application/json"

@@ -64,7 +64,7 @@ def record_leg_task(child_sid: str, parent_sid: str, fmt: str) -> dict:
 def reconcile_task() -> dict:
     """Re-enqueue what the volume is missing (periodic, from Celery beat)."""
     res = resources.current()
-    return reconcile.reconcile(res.settings, res.redis, res.twilio, res.publisher).as_dict()
+    return reconcile.reconcile(res.settings, res.redis, res.twilio, res.publisher, res.tier).as_dict()
 
 
 @shared_task(name="maintenance.ingest_playlog")
@@ -85,4 +85,4 @@ def evict_task() -> dict:
 def delete_from_twilio_task() -> dict:
     """Delete Twilio's copy of verified recordings (opt-in, periodic)."""
     res = resources.current()
-    return retention.delete_verified(res.settings, res.redis, res.session, res.twilio).as_dict()
+    return retention.delete_verified(res.settings, res.redis, res.session, res.twilio, tier=res.tier).as_dict()

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
 from . import calls, sidecar, storage
 from .config import Settings
-from .objectstore import ObjectStore
+from .objectstore import ETAG_KEY, ObjectStore
 from .sidecar import Sidecar
 from .storage import StoredFile
 
@@ -42,6 +43,18 @@ class Tier(Protocol):
 
     def facts(self, recording_sid: str, fmt: str) -> Sidecar | None:
         """The kept recording's facts, or None."""
+
+    def sweep(self, older_than_seconds: float) -> int:
+        """Remove what killed writers left behind (temp files; open uploads); how many."""
+
+    def every(self) -> Iterator[Sidecar]:
+        """The facts of every kept recording."""
+
+    def verify(self, facts: Sidecar) -> bool:
+        """True when what is kept still matches its facts (size and sha256), re-read now."""
+
+    def mark(self, facts: Sidecar) -> None:
+        """Keep changed facts (pinned, twilio_deleted_at) for a kept recording."""
 
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         """Make a verified file under ``staging`` the kept recording, with its facts."""
@@ -72,6 +85,19 @@ class VolumeTier:
 
     def facts(self, recording_sid: str, fmt: str) -> Sidecar | None:
         return sidecar.read(self.staging, recording_sid, fmt)
+
+    def sweep(self, older_than_seconds: float) -> int:
+        return storage.remove_stale_temp(self.staging, older_than_seconds)
+
+    def every(self) -> Iterator[Sidecar]:
+        return sidecar.every(self.staging)
+
+    def verify(self, facts: Sidecar) -> bool:
+        path = storage.media_path(self.staging, facts.recording_sid, facts.format)
+        return path.exists() and storage.file_sha256(path) == facts.sha256
+
+    def mark(self, facts: Sidecar) -> None:
+        sidecar.write(self.staging, facts)
 
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         sidecar.write(self.staging, facts)  # the media is in place already
@@ -106,9 +132,39 @@ class BucketTier:
             return None
         meta = {name.replace("-", "_"): value for name, value in found["metadata"].items()}
         known = {k: v for k, v in meta.items() if k in sidecar.FIELDS and k not in ("recording_sid", "format", "bytes")}
+        if "bytes" in meta and meta["bytes"] != str(found["bytes"]):
+            log.error("object.size_mismatch", extra={"recording_sid": recording_sid, "metadata": meta["bytes"]})
         if "pinned" in known:
             known["pinned"] = known["pinned"] == "True"
         return Sidecar(recording_sid=recording_sid, format=fmt, bytes=found["bytes"], **known)
+
+    def sweep(self, older_than_seconds: float) -> int:
+        removed = storage.remove_stale_temp(self.staging, older_than_seconds)
+        return removed + self.store.abort_stale_uploads(older_than_seconds)
+
+    def every(self) -> Iterator[Sidecar]:
+        for recording_sid, fmt in self.store.recordings():
+            facts = self.facts(recording_sid, fmt)
+            if facts is not None:
+                yield facts
+
+    def verify(self, facts: Sidecar) -> bool:
+        # The store's own checksum of the bytes it holds now (the ETag), re-read,
+        # against the one recorded from the verified file at upload.
+        found = self.store.head(facts.recording_sid, facts.format)
+        if found is None:
+            return False
+        meta = found["metadata"]
+        return (
+            found["etag"] == meta.get(ETAG_KEY)
+            and found["bytes"] == facts.bytes
+            and bool(facts.sha256)
+            and meta.get("sha256") == facts.sha256
+        )
+
+    def mark(self, facts: Sidecar) -> None:
+        found = self.store.head(facts.recording_sid, facts.format) or {"metadata": {}}
+        self.store.replace_metadata(facts.recording_sid, facts.format, {**found["metadata"], **object_metadata(facts)})
 
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         started = time.monotonic()

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from twilio.rest import Client
 
-from .. import queue, storage
+from .. import queue, tiers
 from ..config import Settings
 from ..publish import FastPublisher
 from ..sids import is_sid
@@ -46,10 +46,11 @@ def backfill(
     dry_run: bool = False,
     page_size: int = PAGE_SIZE,
     progress: Callable[[BackfillReport], None] = lambda report: None,
+    tier: tiers.Tier | None = None,
 ) -> BackfillReport:
     """Enqueue every completed recording in the window that the volume lacks."""
     report = BackfillReport()
-    fmt, root = settings.recording_format, settings.recordings_dir
+    fmt, tier = settings.recording_format, tier or tiers.for_settings(settings)
     filters = {"date_created_after": since, "page_size": page_size}
     if until:
         filters["date_created_before"] = until
@@ -60,7 +61,7 @@ def backfill(
         report.found += 1
         if rec.status != "completed" or not is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
             report.skipped += 1
-        elif storage.is_cached(root, rec.sid, fmt):
+        elif tier.is_complete(rec.sid, fmt):
             report.already_cached += 1
         elif dry_run:
             report.enqueued += 1

@@ -92,7 +92,13 @@ def evict(settings: Settings, r: redis.Redis, now: float | None = None, dry_run:
 
 
 def evict_played(settings: Settings, r: redis.Redis, dry_run: bool = False) -> EvictReport:
-    """An eviction pass on fresh last-played stamps: nginx's new playback lines are read first."""
+    """An eviction pass on fresh last-played stamps: nginx's new playback lines are read first.
+
+    In bucket mode the bucket keeps everything and each host's nginx bounds
+    its own edge cache (EDGE_CACHE_MAX_BYTES): nothing to do here.
+    """
+    if settings.bucket is not None:
+        return EvictReport(budget=settings.cache_max_bytes)
     playlog.ingest(settings, r)
     return evict(settings, r, dry_run=dry_run)
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from twilio.rest import Client
 
-from .. import keys, queue, storage
+from .. import keys, queue, tiers
 from ..config import Settings
 from ..publish import FastPublisher
 from ..sids import is_sid
@@ -53,11 +53,19 @@ def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None]]:
     return found
 
 
-def reconcile(settings: Settings, r: redis.Redis, client: Client | None, publisher: FastPublisher) -> ReconcileReport:
-    """Enqueue every recording Twilio or a webhook announced that is not cached."""
+def reconcile(
+    settings: Settings,
+    r: redis.Redis,
+    client: Client | None,
+    publisher: FastPublisher,
+    tier: tiers.Tier | None = None,
+) -> ReconcileReport:
+    """Enqueue every recording Twilio or a webhook announced that is not kept; sweep what dead writers left."""
     report = ReconcileReport()
-    root, fmt = settings.recordings_dir, settings.recording_format
-    report.temp_removed = storage.remove_stale_temp(root, max(STALE_TEMP_SECONDS, settings.task_time_limit))
+    tier = tier or tiers.for_settings(settings)
+    fmt = settings.recording_format
+    # Temp files on the volume and, in bucket mode, multipart uploads left open.
+    report.temp_removed = tier.sweep(max(STALE_TEMP_SECONDS, settings.task_time_limit))
     wanted: dict[str, str | None] = {}
     for sid, call_sid in _remembered_completed(r):
         wanted[sid] = call_sid
@@ -69,7 +77,7 @@ def reconcile(settings: Settings, r: redis.Redis, client: Client | None, publish
             if rec.status == "completed" and is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
                 wanted.setdefault(rec.sid, rec.call_sid)
     for sid, call_sid in wanted.items():
-        if storage.is_cached(root, sid, fmt):
+        if tier.is_complete(sid, fmt):
             report.already_cached += 1
         elif queue.enqueue_fetch(publisher, sid, fmt, "reconcile", call_sid):
             report.enqueued += 1

@@ -13,13 +13,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import redis
 import requests
 from twilio.rest import Client
 
-from .. import metrics, sidecar, storage, twilio_api
+from .. import metrics, tiers, twilio_api
 from ..config import Settings
 from ..errors import RecordingNotFound, UpstreamError
 from ..locks import MaintenanceLock, release_quietly
@@ -51,9 +50,9 @@ def _twilio_size(session: requests.Session, settings: Settings, sid: str, fmt: s
     return int(length) if response.status_code == 200 and length.isdigit() else None
 
 
-def _due(root: Path, cutoff: datetime) -> Iterator[Sidecar]:
-    """Sidecars of recordings downloaded before ``cutoff`` whose Twilio copy remains."""
-    for facts in sidecar.every(root):
+def _due(tier: tiers.Tier, cutoff: datetime) -> Iterator[Sidecar]:
+    """Facts of recordings downloaded before ``cutoff`` whose Twilio copy remains."""
+    for facts in tier.every():
         if facts.twilio_deleted_at:
             continue
         try:
@@ -71,9 +70,11 @@ def delete_verified(
     client: Client,
     now: datetime | None = None,
     dry_run: bool = False,
+    tier: tiers.Tier | None = None,
 ) -> RetentionReport:
     """Delete Twilio's copy of every verified recording old enough; log each one."""
     report = RetentionReport()
+    tier = tier or tiers.for_settings(settings)
     if settings.delete_from_twilio_after_days is None:
         return report
     now = now or datetime.now(UTC)
@@ -82,9 +83,9 @@ def delete_verified(
     if not lock.acquire():
         return report
     try:
-        for facts in _due(settings.recordings_dir, cutoff):
+        for facts in _due(tier, cutoff):
             report.due += 1
-            _delete_one(settings, session, client, facts, now, dry_run, report)
+            _delete_one(settings, session, client, tier, facts, now, dry_run, report)
     finally:
         release_quietly(lock)
     log.info("retention.done", extra={**report.as_dict(), "dry_run": dry_run})
@@ -92,12 +93,11 @@ def delete_verified(
 
 
 def _delete_one(
-    settings, session, client, facts: Sidecar, now: datetime, dry_run: bool, report: RetentionReport
+    settings, session, client, tier: tiers.Tier, facts: Sidecar, now: datetime, dry_run: bool, report: RetentionReport
 ) -> None:
-    root, sid, fmt = settings.recordings_dir, facts.recording_sid, facts.format
+    sid, fmt = facts.recording_sid, facts.format
     logged = {"recording_sid": sid, "format": fmt, "bytes": facts.bytes}
-    path = storage.media_path(root, sid, fmt)
-    if not path.exists() or storage.file_sha256(path) != facts.sha256:
+    if not tier.verify(facts):  # re-read now, from the volume or the store
         report.refused += 1
         metrics.TWILIO_DELETIONS.labels("refused").inc()
         log.error("retention.refused", extra={**logged, "reason": "local file missing or sha256 differs"})
@@ -113,7 +113,7 @@ def _delete_one(
         log.info("retention.would_delete", extra=logged)
         return
     # Pinned before the DELETE: eviction never removes what may be the last copy.
-    sidecar.write(root, facts.marked(pinned=True))
+    tier.mark(facts.marked(pinned=True))
     try:
         call_twilio(client.recordings(sid).delete)
     except RecordingNotFound:
@@ -123,7 +123,7 @@ def _delete_one(
         metrics.TWILIO_DELETIONS.labels("failed").inc()
         log.error("retention.failed", extra={**logged, "reason": str(exc)})
         return
-    sidecar.write(root, facts.marked(pinned=True, twilio_deleted_at=now.isoformat()))
+    tier.mark(facts.marked(pinned=True, twilio_deleted_at=now.isoformat()))
     report.deleted += 1
     metrics.TWILIO_DELETIONS.labels("deleted").inc()
     log.info("retention.deleted", extra=logged)
