@@ -1,7 +1,12 @@
 """A throwaway S3 store on loopback: Ceph's RADOS Gateway on a one-monitor, one-OSD cluster.
 
-    python -m stack.rgw start FOLDER --port PORT   start (creating the cluster on first use); prints the endpoint
-    python -m stack.rgw stop FOLDER                stop every daemon started from FOLDER
+    python -m stack.rgw start FOLDER [--port PORT]  start (creating the cluster on first use); prints endpoint and keys
+    python -m stack.rgw serve FOLDER                start, then stay in the foreground until SIGTERM/SIGINT stops it all
+    python -m stack.rgw stop FOLDER                 stop every daemon started from FOLDER
+
+``make run`` with ``STORAGE_URL`` and no ``S3_ENDPOINT_URL`` starts one under
+RUNTIME_DIR/rgw and runs ``serve`` as the Procfile's ``rgw`` process, so Ctrl-C
+stops it with the rest.
 
 Debian's radosgw needs a cluster behind it. This one runs with ``auth none``
 on 127.0.0.1, keeps its objects in bluestore on a sparse file under FOLDER
@@ -27,6 +32,9 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+from worker import atomic
+from worker.bucket_settings import CREDENTIALS_FILE
 
 from .ports import free_port, port_open
 
@@ -144,16 +152,21 @@ def _create(folder: Path, rgw_port: int) -> None:
     _run_retrying(folder, "ceph-osd", "-i", "0")
 
 
-def _credentials(folder: Path) -> dict[str, str]:
-    """The S3 user's keys, created once per cluster (radosgw-admin, with keys we choose)."""
-    path = folder / "s3-credentials.json"
+def _credentials(folder: Path, endpoint: str) -> dict[str, str]:
+    """The gateway's endpoint and S3 keys, the user created once per cluster (radosgw-admin, keys we choose).
+
+    Kept in FOLDER/s3-credentials.json (mode 0600), where Settings finds them
+    for ``make run`` and ``make call`` (worker.bucket_settings).
+    """
+    path = folder / CREDENTIALS_FILE
     if path.exists():
-        return json.loads(path.read_text())
+        return {**json.loads(path.read_text()), "endpoint": endpoint}
     keys = {"access_key": "RC" + secrets.token_hex(9).upper(), "secret_key": secrets.token_urlsafe(30)}
     _run(folder, "radosgw-admin", "user", "create", "--uid", "recording-cache", "--display-name", "Recording Cache",
          "--access-key", keys["access_key"], "--secret-key", keys["secret_key"], timeout=START_TIMEOUT)  # fmt: skip
-    path.write_text(json.dumps(keys))
-    return keys
+    found = {**keys, "endpoint": endpoint}
+    atomic.write_bytes(path, json.dumps(found).encode(), mode=0o600)
+    return found
 
 
 def rgw_port(folder: Path) -> int:
@@ -182,7 +195,7 @@ def start(folder: Path, port: int | None = None) -> dict[str, str]:
     if not _alive(folder, "client.rgw.a"):
         _run(folder, "radosgw", "-n", "client.rgw.a")
     _wait(f"radosgw on port {port}", lambda: port_open(port), folder)
-    return {"endpoint": f"http://127.0.0.1:{port}", **_credentials(folder)}
+    return _credentials(folder, f"http://127.0.0.1:{port}")
 
 
 def _pid(folder: Path, daemon: str) -> int | None:
@@ -218,16 +231,51 @@ def stop(folder: Path, timeout: float = 30) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+def ensure_bucket(credentials: dict[str, str], bucket: str) -> None:
+    """Create ``bucket`` on the gateway unless it exists (boto3 with the folder's keys)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=credentials["endpoint"],
+        aws_access_key_id=credentials["access_key"],
+        aws_secret_access_key=credentials["secret_key"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    try:
+        client.create_bucket(Bucket=bucket)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            raise RgwError(f"cannot create bucket {bucket}: {exc}") from None
+
+
+def serve(folder: Path) -> None:
+    """Start, then wait in the foreground; SIGTERM or SIGINT stops every daemon (for honcho)."""
+    start(folder)
+    stopping = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stopping.append(signum))
+    while not stopping and _alive(folder, "client.rgw.a"):
+        time.sleep(0.5)
+    stop(folder)
+
+
 def main(argv: list[str]) -> int:
-    """``start`` or ``stop``; see the module docstring."""
+    """``start``, ``serve`` or ``stop``; see the module docstring."""
     parser = argparse.ArgumentParser(prog="python -m stack.rgw", description=__doc__.splitlines()[0])
-    parser.add_argument("action", choices=("start", "stop"))
+    parser.add_argument("action", choices=("start", "serve", "stop"))
     parser.add_argument("folder", type=Path)
     parser.add_argument("--port", type=int, help="radosgw's port when the cluster is created (default: a free one)")
     args = parser.parse_args(argv)
     try:
         if args.action == "stop":
             stop(args.folder)
+            return 0
+        if args.action == "serve":
+            serve(args.folder)
             return 0
         sys.stdout.write(json.dumps(start(args.folder, args.port)) + "\n")
     except (RgwError, OSError, subprocess.TimeoutExpired) as exc:

@@ -18,10 +18,12 @@ from urllib.parse import urlsplit
 import redis
 
 from nginx.render import make_folders, render
-from worker.config import Settings
+from worker.bucket_settings import LOCAL_GATEWAY_DIR, bucket_settings
+from worker.config import Settings, merged_environment, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
 
+from . import rgw
 from .procfile import PROCFILE, ROOT, settings_environment
 
 log = logging.getLogger("recording_cache.run")
@@ -48,8 +50,29 @@ def redis_to_start(settings: Settings) -> dict[str, str] | None:
     return {"REDIS_PORT": str(parts.port or 6379), "REDIS_DIR": str(data)}
 
 
+def start_local_bucket() -> bool:
+    """With STORAGE_URL but neither S3_ENDPOINT_URL nor AWS keys: start a local RADOS Gateway
+    (stack.rgw) under RUNTIME_DIR/rgw and create the bucket; Settings then read its
+    endpoint and keys from there. (Keys without an endpoint mean AWS itself.)"""
+    env = {k: v.strip() for k, v in merged_environment().items()}
+    given = [env.get(name) for name in ("S3_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")]
+    if not env.get("STORAGE_URL") or any(given):
+        return False
+    folder = nginx_path(env.get("RUNTIME_DIR") or "./run") / LOCAL_GATEWAY_DIR
+    try:
+        bucket = bucket_settings({**env, "AWS_ACCESS_KEY_ID": "-", "AWS_SECRET_ACCESS_KEY": "-"}).bucket
+        credentials = rgw.start(folder)
+        rgw.ensure_bucket(credentials, bucket)
+    except (ConfigError, rgw.RgwError, OSError) as exc:
+        sys.stderr.write(f"recording-cache: {exc}\n")
+        raise SystemExit(2) from None
+    log.info("run.rgw_local", extra={"endpoint": credentials["endpoint"], "bucket": bucket})
+    return True
+
+
 def main() -> None:
     """Prepare the runtime folder and exec honcho with the processes to run."""
+    local_bucket = start_local_bucket()
     settings = settings_or_exit()
     runtime_dir = settings.runtime_dir
     metrics_dir = runtime_dir / "metrics"
@@ -69,6 +92,8 @@ def main() -> None:
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     processes = ["web", "worker", "beat", "flower", "nginx"]
+    if local_bucket:  # honcho stops it with the rest
+        processes.append("rgw")
     redis_env = redis_to_start(settings)
     if redis_env:
         env.update(redis_env)

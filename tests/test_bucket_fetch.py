@@ -136,3 +136,34 @@ def test_python_eviction_leaves_the_bucket_to_nginx(bucket_settings, redis, twil
     _keep_one(settings, redis, tier)
     assert evict.evict_played(settings, redis).evicted == 0
     assert tier.is_complete(RE, "mp3")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [({"AWS_SECRET_ACCESS_KEY": "wrong"}, "403"), ({"STORAGE_URL": "s3://rc-no-such-bucket"}, "404")],
+)
+def test_healthz_names_a_bucket_it_cannot_use(tmp_path, rgw, change, reason):
+    import fakeredis
+
+    from web import create_app
+
+    env = {
+        "STORAGE_URL": "s3://rc-any",
+        "S3_ENDPOINT_URL": rgw["endpoint"],
+        "AWS_ACCESS_KEY_ID": rgw["access_key"],
+        "AWS_SECRET_ACCESS_KEY": rgw["secret_key"],
+        **change,
+    }
+    client = create_app(make_settings(tmp_path, **env), redis=fakeredis.FakeRedis()).test_client()
+    answer = client.get("/healthz")
+    assert answer.status_code == 503
+    assert answer.json["bucket"].startswith("error: object store refused bucket") and reason in answer.json["bucket"]
+
+
+def test_healthz_is_ok_with_a_bucket_it_can_use(bucket_settings):
+    import fakeredis
+
+    from web import create_app
+
+    answer = create_app(bucket_settings, redis=fakeredis.FakeRedis()).test_client().get("/healthz")
+    assert answer.status_code == 200 and answer.json["bucket"] == "ok"

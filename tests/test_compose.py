@@ -28,8 +28,9 @@ ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 RECORDINGS_VOLUME = "recordings_data"
 # Procfile processes that are not compose services: the demo-only simulator,
-# and the local redis-server `make run` starts (compose has its own redis service).
-NOT_IN_COMPOSE = {"simulator", "redis"}
+# and the local redis-server and RADOS Gateway `make run` starts (compose has its
+# own redis service and takes any S3 endpoint).
+NOT_IN_COMPOSE = {"simulator", "redis", "rgw"}
 APP_PROCESSES = {"web", "worker", "beat", "flower"}
 # Folders of the image, fixed in the compose file rather than taken from .env (host paths there).
 IMAGE_PATHS = {"RECORDINGS_DIR", "RUNTIME_DIR"}
@@ -204,7 +205,7 @@ def test_every_procfile_process_runs_as_a_service_except_simulator_and_local_red
 
 def test_app_services_run_their_procfile_line_through_the_entrypoint():
     all_services = services()
-    assert list(procfile()) == ["web", "worker", "beat", "flower", "nginx", "simulator", "redis"]
+    assert list(procfile()) == ["web", "worker", "beat", "flower", "nginx", "simulator", "redis", "rgw"]
     apps = app_services(all_services)
     assert set(apps) & set(procfile()) == APP_PROCESSES
     for name in APP_PROCESSES:

@@ -9,6 +9,7 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from worker.errors import StorageError
 from worker.keys import QUEUE
 from worker.maintenance import evict, playlog
 
@@ -28,6 +29,8 @@ def healthz():
     except Exception as exc:  # any failure to answer is "down" here
         checks["redis"] = f"error: {type(exc).__name__}"
     checks["volume"] = _volume_check(settings.recordings_dir)
+    if settings.bucket is not None:
+        checks["bucket"] = _bucket_check(services().tier)
     healthy = all(value == "ok" for value in checks.values())
     return jsonify(status="ok" if healthy else "unavailable", **checks), 200 if healthy else 503
 
@@ -50,6 +53,16 @@ def _volume_check(root) -> str:
     # /healthz is public: the answer names the problem, the log names the path.
     log.warning("healthz.volume", extra={"path": str(root), "problem": problem})
     return f"error: RECORDINGS_DIR is {problem}"
+
+
+def _bucket_check(tier) -> str:
+    """ "ok" when the bucket answers to its keys (a HEAD of the bucket), else the store's reason."""
+    try:
+        tier.store.check_bucket()
+    except StorageError as exc:
+        log.warning("healthz.bucket", extra={"problem": str(exc)})
+        return f"error: {exc}"
+    return "ok"
 
 
 class RedisStateCollector:

@@ -6,14 +6,19 @@ volume (RECORDINGS_DIR) is the source of truth, as it always was.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
 DEFAULT_REGION = "us-east-1"
+# Where stack.rgw keeps the endpoint and keys of the gateway `make run` starts (RUNTIME_DIR/rgw/).
+LOCAL_GATEWAY_DIR = "rgw"
+CREDENTIALS_FILE = "s3-credentials.json"
 # S3's bucket naming rules (lower case, digits, dots and hyphens, 3-63 characters).
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX = re.compile(r"[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
@@ -59,14 +64,31 @@ def _endpoint(raw: str | None) -> str | None:
     return raw.rstrip("/")
 
 
-def bucket_settings(env: Mapping[str, str]) -> BucketSettings | None:
-    """BucketSettings from the environment, None when STORAGE_URL is unset; ConfigError naming a bad variable."""
+def _local_gateway(runtime_dir: Path) -> dict[str, str] | None:
+    """Endpoint and keys of the local gateway `make run` started under ``runtime_dir``, if any."""
+    try:
+        found = json.loads((runtime_dir / LOCAL_GATEWAY_DIR / CREDENTIALS_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    keys = ("endpoint", "access_key", "secret_key")
+    return found if isinstance(found, dict) and all(isinstance(found.get(k), str) for k in keys) else None
+
+
+def bucket_settings(env: Mapping[str, str], runtime_dir: Path | None = None) -> BucketSettings | None:
+    """BucketSettings from the environment, None when STORAGE_URL is unset; ConfigError naming a bad variable.
+
+    With STORAGE_URL alone (no endpoint, no keys), the local gateway `make run`
+    started under ``runtime_dir`` is used when there is one.
+    """
     raw = _value(env, "STORAGE_URL")
     if raw is None:
         return None
     bucket, prefix = _storage_url(raw)
     endpoint = _endpoint(_value(env, "S3_ENDPOINT_URL"))
     key_id, secret = _value(env, "AWS_ACCESS_KEY_ID"), _value(env, "AWS_SECRET_ACCESS_KEY")
+    local = _local_gateway(runtime_dir) if runtime_dir and not (endpoint or key_id or secret) else None
+    if local:
+        endpoint, key_id, secret = local["endpoint"], local["access_key"], local["secret_key"]
     for name, value in (("AWS_ACCESS_KEY_ID", key_id), ("AWS_SECRET_ACCESS_KEY", secret)):
         if value is None:
             # nginx signs its reads of a private bucket with these keys: they must be given.
