@@ -100,6 +100,15 @@ class Stack:
         if self.demo:
             self._seed_demo_secrets()
 
+    def sibling(self, base: Path, **overrides: str) -> Stack:
+        """Another host of this deployment: its own nginx, gunicorn, workers, edge cache and
+        ports; this stack's Redis, Twilio simulator, account, keys and bucket settings."""
+        host = Stack(base, overrides={**self.overrides, "EDGE_CACHE_DIR": str(base / "edge-cache"), **overrides})
+        host.redis_port, host.sim_port = self.redis_port, self.sim_port
+        host.account_sid, host.auth_token = self.account_sid, self.auth_token
+        host.api_token, host.signing_key = self.api_token, self.signing_key
+        return host
+
     def _seed_demo_secrets(self) -> None:
         # Demo mode reads its secrets from the volume; seed them so the test
         # knows them and the simulator shares the account.
