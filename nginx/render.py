@@ -51,9 +51,8 @@ def render(
     except ValueError as exc:
         raise ConfigError(f"runtime folder: {exc}") from None
     nofile = descriptor_limit()
+    # The edge cache folder (bucket mode) is nginx's own: it creates it for its workers.
     make_folders(settings.playback_log.parent, *(runtime_dir / sub for sub in TEMP_FOLDERS))
-    if settings.bucket is not None:
-        make_folders(settings.edge_cache_dir)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True
     )

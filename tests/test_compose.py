@@ -33,7 +33,7 @@ RECORDINGS_VOLUME = "recordings_data"
 NOT_IN_COMPOSE = {"simulator", "redis", "rgw"}
 APP_PROCESSES = {"web", "worker", "beat", "flower"}
 # Folders of the image, fixed in the compose file rather than taken from .env (host paths there).
-IMAGE_PATHS = {"RECORDINGS_DIR", "RUNTIME_DIR"}
+IMAGE_PATHS = {"RECORDINGS_DIR", "RUNTIME_DIR", "EDGE_CACHE_DIR"}
 
 
 ENTRYPOINT = [sys.executable, "-m", "stack.container"]
