@@ -61,7 +61,7 @@ def test_a_recording_lands_in_the_bucket_once_with_its_facts_and_call_index(buck
     assert not (bucket_settings.recordings_dir / f"{RE}.mp3").exists()
 
 
-def test_a_store_that_refuses_the_upload_is_retried_and_leaves_nothing(bucket_settings, redis, twilio, monkeypatch):
+def test_a_store_that_refuses_the_upload_keeps_the_download_for_the_retry(bucket_settings, redis, twilio, monkeypatch):
     session, tier = twilio_api.new_session(bucket_settings), tiers.for_settings(bucket_settings)
 
     def refuse(*args, **kwargs):
@@ -72,10 +72,12 @@ def test_a_store_that_refuses_the_upload_is_retried_and_leaves_nothing(bucket_se
         fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
     monkeypatch.undo()
     assert tier.store.head(RE, "mp3") is None
+    assert [p.name for p in tier.staging.glob("*.mp3")] == [f"{RE}.mp3"]  # verified, staged for the retry
+    retried = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+    assert (retried.result, retried.bytes) == ("uploaded", len(MP3))
+    assert _media_gets(twilio, bucket_settings) == 1  # the retry did not ask Twilio again
+    assert tier.store.head(RE, "mp3")["metadata"]["sha256"] == hashlib.sha256(MP3).hexdigest()
     assert list(tier.staging.rglob("*.mp3*")) == []
-    assert fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier).result == (
-        "downloaded"
-    )
 
 
 def _keep_one(settings, redis, tier) -> None:

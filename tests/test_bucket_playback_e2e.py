@@ -7,6 +7,8 @@ proxy_cache) and the Twilio simulator, with STORAGE_URL on a real RADOS Gateway.
 from __future__ import annotations
 
 import secrets
+import socket
+import threading
 
 import pytest
 import requests
@@ -112,3 +114,100 @@ def test_a_recording_not_in_the_bucket_is_fetched_from_twilio_once(bucket_stack)
     )
     assert len(played.content) == 65536
     assert bucket_stack.media_gets(sid) == 1
+
+
+class Outage:
+    """A TCP forwarder to the gateway that the test can cut: the store away, then back."""
+
+    def __init__(self, target_port: int):
+        self.target, self.up, self.conns = target_port, True, []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.up:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            self.conns += [client, upstream]  # closed by cut()
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def cut(self) -> None:
+        self.up = False
+        conns, self.conns = self.conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def restore(self) -> None:
+        self.up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+
+def test_a_store_away_during_upload_and_playback_gives_players_202_and_loses_nothing(rgw, tmp_path):
+    outage = Outage(int(rgw["endpoint"].rsplit(":", 1)[1]))
+    name = "rc-" + secrets.token_hex(6)
+    endpoint = f"http://127.0.0.1:{outage.port}"
+    overrides = {
+        "STORAGE_URL": f"s3://{name}",
+        "S3_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": rgw["access_key"],
+        "AWS_SECRET_ACCESS_KEY": rgw["secret_key"],
+        "EDGE_CACHE_DIR": str(tmp_path / "edge"),
+        "DOWNLOAD_MAX_RETRIES": "30",
+    }
+    store = ObjectStore(BucketSettings(name, "", endpoint, rgw["access_key"], rgw["secret_key"], "us-east-1"))
+    store.client.create_bucket(Bucket=name)
+    try:
+        with Stack(tmp_path / "stack", overrides=overrides) as stack:
+            stack.start_all(workers=1, concurrency=1)
+            call = stack.sim("POST", "/_sim/calls", json={"size": 65536}).json()
+            sid = call["recording_sid"]
+            outage.cut()
+            assert requests.get(signed(stack, sid), timeout=10).status_code == 202  # the miss enqueues the fetch
+            worker = stack.procs["worker0"]
+            wait_for(lambda: "event=download.retry" in worker.log() and "object store" in worker.log(), 30, "retry")
+            for _ in range(3):  # players keep asking while the store is away: never a 5xx
+                assert requests.get(signed(stack, sid), timeout=10).status_code == 202
+            api = requests.get(
+                f"{stack.http_url}/api/recordings/{sid}",
+                headers={"Authorization": f"Bearer {stack.api_token}"},
+                timeout=10,
+            )
+            assert api.status_code == 503 and "object store" in api.json()["error"]
+            outage.restore()
+            played = wait_for(
+                lambda: (r := requests.get(signed(stack, sid), timeout=10)).status_code == 200 and r, 60, "played"
+            )
+            assert played.content == requests.get(f"{stack.sim_url}/_sim/media/{sid}.mp3", timeout=10).content
+            assert stack.media_gets(sid) == 1  # the verified download was kept for the retries
+    finally:
+        outage.close()
+        store.client.close()

@@ -9,7 +9,7 @@ from flask import Flask, jsonify
 from kombu.exceptions import OperationalError
 from werkzeug.exceptions import HTTPException
 
-from worker.errors import InvalidSid
+from worker.errors import InvalidSid, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,14 @@ def register(app: Flask) -> None:
         # 503 makes Twilio retry the callback; nothing was accepted.
         log.error("redis.unavailable", extra={"error_type": type(exc).__name__})
         response = jsonify(error="the queue is unavailable, retry later")
+        response.headers["Retry-After"] = "5"
+        return response, 503
+
+    @app.errorhandler(StorageError)
+    def store_down(exc: StorageError):
+        # The bucket (bucket mode) did not answer: the API cannot say what it holds right now.
+        log.error("store.unavailable", extra={"reason": str(exc)})
+        response = jsonify(error=f"the object store is unavailable, retry later: {exc}")
         response.headers["Retry-After"] = "5"
         return response, 503
 

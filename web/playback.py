@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from flask import Blueprint, abort, jsonify, redirect, request
 
 from worker import catalog, metrics, queue, signing
+from worker.errors import StorageError
 from worker.sids import FORMAT, PLAYABLE_SID
 
 from . import services
@@ -47,7 +48,11 @@ def playback_miss():
         settings.playback_signing_key,
     ):
         abort(403, "invalid or expired playback signature")
-    kept = svc.tier.resolve(sid, fmt)
+    try:
+        kept = svc.tier.resolve(sid, fmt)
+    except StorageError as exc:  # the bucket is away: the worker's fetch retries until it is back
+        log.warning("playback.store_unavailable", extra={"sid": sid, "format": fmt, "reason": str(exc)})
+        kept = None
     if kept and sid.startswith("CA") and settings.bucket is not None:
         # A bucket has no links: the call index names the recording, and the player follows.
         url = signing.signed_url(kept, fmt, settings.playback_signing_key, settings.playback_url_ttl)

@@ -91,6 +91,14 @@ def _fetch_once(
             if not tier.is_complete(recording_sid, fmt):  # only the volume keeps facts apart from media
                 _rewrite_sidecar(settings, session, recording_sid, fmt, call_sid, recorded_at)
             return _already_cached(tier, recording_sid, fmt, r)
+        staged = tier.staged(recording_sid, fmt)
+        if staged is not None:  # verified earlier, its keep failed (the store was away): keep it now
+            facts = _facts(settings, recording_sid, fmt, call_sid, staged, None, recorded_at)
+            tier.keep(staged, facts)
+            log.info(
+                "download.kept_staged", extra={"recording_sid": recording_sid, "format": fmt, "bytes": staged.bytes}
+            )
+            return FetchOutcome(recording_sid, "uploaded", bytes=staged.bytes)
         # Holding the lock, any temp file of this recording is a dead holder's.
         storage.remove_partial(tier.staging, recording_sid, fmt)
         return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at, tier)

@@ -59,6 +59,9 @@ class Tier(Protocol):
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         """Make a verified file under ``staging`` the kept recording, with its facts."""
 
+    def staged(self, recording_sid: str, fmt: str) -> StoredFile | None:
+        """A verified download still waiting under ``staging`` to be kept (its keep failed), or None."""
+
     def link_call(
         self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
     ) -> None:
@@ -88,6 +91,9 @@ class VolumeTier:
 
     def sweep(self, older_than_seconds: float) -> int:
         return storage.remove_stale_temp(self.staging, older_than_seconds)
+
+    def staged(self, recording_sid: str, fmt: str) -> StoredFile | None:
+        return None  # on the volume, the staged file is the kept one
 
     def every(self) -> Iterator[Sidecar]:
         return sidecar.every(self.staging)
@@ -166,12 +172,18 @@ class BucketTier:
         found = self.store.head(facts.recording_sid, facts.format) or {"metadata": {}}
         self.store.replace_metadata(facts.recording_sid, facts.format, {**found["metadata"], **object_metadata(facts)})
 
+    def staged(self, recording_sid: str, fmt: str) -> StoredFile | None:
+        path = storage.media_path(self.staging, recording_sid, fmt)
+        if not path.is_file():
+            return None
+        return StoredFile(path=path, bytes=path.stat().st_size, sha256=storage.file_sha256(path))
+
     def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         started = time.monotonic()
-        try:
-            self.store.upload(stored.path, facts.recording_sid, facts.format, object_metadata(facts))
-        finally:
-            stored.path.unlink(missing_ok=True)  # a retry downloads again rather than trust a stale file
+        # A failed upload leaves the verified file staged: the retry uploads it
+        # without asking Twilio again (one media GET per recording).
+        self.store.upload(stored.path, facts.recording_sid, facts.format, object_metadata(facts))
+        stored.path.unlink(missing_ok=True)
         log.info(
             "upload.done",
             extra={
