@@ -211,3 +211,33 @@ def test_a_store_away_during_upload_and_playback_gives_players_202_and_loses_not
     finally:
         outage.close()
         store.client.close()
+
+
+def _tamper(stack, sid: str) -> bytes:
+    """Replace the object's bytes in the store, keeping its metadata (as a faulty copy or a hand would)."""
+    store, key = stack.store, stack.store.media_key(sid, "mp3")
+    original = store.client.get_object(Bucket=store.bucket.bucket, Key=key)["Body"].read()
+    metadata = store.head(sid, "mp3")["metadata"]
+    tampered = original[:-1] + bytes([original[-1] ^ 0xFF])
+    store.client.put_object(Bucket=store.bucket.bucket, Key=key, Body=tampered, Metadata=metadata)
+    return original
+
+
+def test_an_object_changed_in_the_store_is_never_served_and_is_fetched_again(bucket_stack):
+    call = place_call(
+        bucket_stack.sim_url, bucket_stack.http_url, bucket_stack.account_sid, bucket_stack.auth_token, size=SIZE
+    )
+    sid = call["recording_sid"]
+    wait_for(lambda: bucket_stack.store.head(sid, "mp3"), 60, "the object in the bucket")
+    original = _tamper(bucket_stack, sid)
+    first = requests.get(signed(bucket_stack, sid), headers={"Range": "bytes=0-99"}, timeout=10)
+    assert first.status_code == 202 and original[:100] not in first.content  # a miss, not the changed bytes
+
+    def played():
+        response = requests.get(signed(bucket_stack, sid), timeout=10)
+        return response.status_code == 200 and response
+
+    assert wait_for(played, 60, "fetched again from Twilio").content == original
+    assert bucket_stack.media_gets(sid) == 2  # once, and once more to replace the changed object
+    logs = "".join(proc.log() for proc in bucket_stack.procs.values())
+    assert "event=object.checksum_mismatch" in logs

@@ -4,7 +4,9 @@ nginx serves playback from its edge cache; a slice it lacks goes to its
 signing origin, whose ``auth_request`` lands here. So Python signs one GET
 per edge miss and never runs for a cached slice. Reached only through
 nginx's socket in the runtime folder (the public server answers 404 for
-``/internal/``).
+``/internal/``). The signature comes with the object's checked ETag: nginx
+sends it as If-Match, so the store never hands out bytes other than the ones
+the worker verified and uploaded.
 """
 
 from __future__ import annotations
@@ -24,12 +26,18 @@ _OBJECT_NAME = re.compile(rf"/({pattern('RE')})\.({FORMAT})")
 
 @bp.get("/internal/bucket-sign")
 def sign():
-    """204 with X-S3-Authorization and X-S3-Date for a GET of the recording nginx names."""
+    """204 with X-S3-Authorization, X-S3-Date and X-S3-If-Match for a GET of the recording nginx
+    names; 403 when the object is missing or no longer the bytes uploaded (nginx: a miss)."""
     match = _OBJECT_NAME.fullmatch(request.headers.get("X-Object-Name", ""))
     if not match:
-        abort(404, "not a recording's object")
-    headers = objectstore.signed_get_headers(services().settings.bucket, f"{match[1]}.{match[2]}")
+        abort(403, "not a recording's object")
+    svc = services()
+    etag = svc.tier.verified_etag(match[1], match[2])
+    if etag is None:
+        abort(403, "the object is missing or changed")
+    headers = objectstore.signed_get_headers(svc.settings.bucket, f"{match[1]}.{match[2]}")
     response = Response(status=204)
     response.headers["X-S3-Authorization"] = headers["Authorization"]
     response.headers["X-S3-Date"] = headers["X-Amz-Date"]
+    response.headers["X-S3-If-Match"] = f'"{etag}"'
     return response

@@ -326,6 +326,15 @@ class ObjectStore:
             self.client.head_bucket(Bucket=self.bucket.bucket)
 
 
+def intact(found: dict) -> bool:
+    """True when the store's checksum of what it holds (the ETag) is the one recorded at upload.
+
+    An object without the record (not written by this service) is taken as it is.
+    """
+    recorded = found["metadata"].get(ETAG_KEY)
+    return recorded is None or found["etag"] == recorded
+
+
 def _is_missing(exc: StorageError) -> bool:
     cause = exc.__cause__
     return isinstance(cause, ClientError) and str(cause.response.get("Error", {}).get("Code")) in _MISSING

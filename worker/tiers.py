@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
-from . import calls, sidecar, storage
+from . import calls, objectstore, sidecar, storage
 from .config import Settings
 from .objectstore import ETAG_KEY, ObjectStore
 from .sidecar import Sidecar
@@ -25,6 +26,7 @@ from .storage import StoredFile
 log = logging.getLogger(__name__)
 
 STAGING_DIR = ".staging"
+VERIFIED_ETAGS = 100_000  # per process: about 10 MB
 
 
 class Tier(Protocol):
@@ -120,10 +122,36 @@ class BucketTier:
     def __init__(self, settings: Settings, store: ObjectStore):
         self.staging = settings.recordings_dir / STAGING_DIR
         self.store = store
+        self._verified: OrderedDict[str, str] = OrderedDict()  # object name -> its checked ETag
+
+    def _intact(self, recording_sid: str, fmt: str) -> dict | None:
+        """The object's HEAD when it is there and its bytes are the ones uploaded; a changed one is logged."""
+        found = self.store.head(recording_sid, fmt)
+        if found is not None and not objectstore.intact(found):
+            log.error(
+                "object.checksum_mismatch",
+                extra={"recording_sid": recording_sid, "format": fmt, "etag": found["etag"]},
+            )
+            return None  # not kept: the next fetch asks Twilio again and replaces it
+        return found
 
     def size(self, recording_sid: str, fmt: str) -> int | None:
-        found = self.store.head(recording_sid, fmt)
+        found = self._intact(recording_sid, fmt)
         return found["bytes"] if found else None
+
+    def verified_etag(self, recording_sid: str, fmt: str) -> str | None:
+        """The ETag nginx may fetch the object with (If-Match), checked once per process; None when
+        the object is missing or changed. The store itself then refuses bytes that differ."""
+        name = f"{recording_sid}.{fmt}"
+        etag = self._verified.get(name)
+        if etag is None:
+            found = self._intact(recording_sid, fmt)
+            if found is None:
+                return None
+            etag = self._verified[name] = found["etag"]
+            if len(self._verified) > VERIFIED_ETAGS:
+                self._verified.popitem(last=False)
+        return etag
 
     def is_complete(self, recording_sid: str, fmt: str) -> bool:
         return self.size(recording_sid, fmt) is not None
