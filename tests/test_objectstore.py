@@ -82,7 +82,7 @@ def test_a_failed_multipart_upload_leaves_no_object_and_no_open_upload(store, tm
     monkeypatch.setattr(store.client, "upload_part", fail_the_second_part)
     with pytest.raises(ConnectionResetError):
         store.upload(_file(tmp_path, 12 * MIB), RE1, "mp3", {})
-    assert calls == [1, 2]
+    assert 2 in calls  # the other parts may have been in flight at once
     assert store.head(RE1, "mp3") is None
     assert store.client.list_multipart_uploads(Bucket=store.bucket.bucket).get("Uploads", []) == []
 

@@ -19,6 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 ETAG_KEY = "md5-etag"
 PART_BYTES = 16 * 1024 * 1024
+UPLOAD_THREADS = 4
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -115,6 +117,16 @@ def _digest(handle: BinaryIO, start: int, length: int) -> bytes:
         digest.update(block)
         left -= len(block)
     return digest.digest()
+
+
+def _file_digest(path: Path, start: int, length: int) -> bytes:
+    with path.open("rb") as handle:
+        return _digest(handle, start, length)
+
+
+def _object_extra(fmt: str, metadata: dict[str, str], part_digests: list[bytes]) -> dict:
+    """Content type and metadata, with the ETag the store will compute for these parts."""
+    return {"ContentType": CONTENT_TYPES[fmt], "Metadata": {**metadata, ETAG_KEY: expected_etag(part_digests)}}
 
 
 def _b64(digest: bytes) -> str:
@@ -197,47 +209,63 @@ class ObjectStore:
         """
         key = self.media_key(recording_sid, fmt)
         size = path.stat().st_size
-        with path.open("rb") as handle, _store_errors(key):
-            length = size if size < self.threshold else self.part_bytes
-            digests = [_digest(handle, start, min(length, size - start)) for start in range(0, size, length)] or [
-                hashlib.md5(b"", usedforsecurity=False).digest()
-            ]
-            extra = {"ContentType": CONTENT_TYPES[fmt], "Metadata": {**metadata, ETAG_KEY: expected_etag(digests)}}
-            if size < self.threshold:
+        with _store_errors(key):
+            if size >= self.threshold:
+                self._multipart(path, key, size, fmt, metadata)
+                return size
+            with path.open("rb") as handle:
+                digest = _digest(handle, 0, size)
                 handle.seek(0)
                 self.client.put_object(
-                    Bucket=self.bucket.bucket, Key=key, Body=handle, ContentMD5=_b64(digests[0]), **extra
-                )
-            else:
-                self._multipart(handle, key, size, digests, extra)
-        return size
-
-    def _multipart(self, handle: BinaryIO, key: str, size: int, digests: list[bytes], extra: dict) -> None:
-        upload_id = self.client.create_multipart_upload(Bucket=self.bucket.bucket, Key=key, **extra)["UploadId"]
-        try:
-            parts = []
-            for number, start in enumerate(range(0, size, self.part_bytes), start=1):
-                length = min(self.part_bytes, size - start)
-                answer = self.client.upload_part(
                     Bucket=self.bucket.bucket,
                     Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=_Part(handle, start, length),
-                    ContentLength=length,
-                    ContentMD5=_b64(digests[number - 1]),
+                    Body=handle,
+                    ContentMD5=_b64(digest),
+                    **_object_extra(fmt, metadata, [digest]),
                 )
-                parts.append({"PartNumber": number, "ETag": answer["ETag"]})
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            # Nothing is readable under the key until completion; abort frees the parts.
+        return size
+
+    def _multipart(self, path: Path, key: str, size: int, fmt: str, metadata: dict[str, str]) -> None:
+        """Parts in parallel: each hashes (its Content-MD5, botocore's SigV4 payload hash over http)
+        and sends from its own file handle, so the cores and the connection stay busy while memory
+        stays a few MiB per part in flight."""
+        spans = [
+            (number, start, min(self.part_bytes, size - start))
+            for number, start in enumerate(range(0, size, self.part_bytes), start=1)
+        ]
+        with ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="upload") as pool:
+            digests = list(pool.map(lambda span: _file_digest(path, span[1], span[2]), spans))
+            extra = _object_extra(fmt, metadata, digests)
+            upload_id = self.client.create_multipart_upload(Bucket=self.bucket.bucket, Key=key, **extra)["UploadId"]
             try:
-                self.client.abort_multipart_upload(Bucket=self.bucket.bucket, Key=key, UploadId=upload_id)
-            except (ClientError, BotoCoreError):
-                log.warning("upload.abort_failed", extra={"key": key, "upload_id": upload_id})
-            raise
+                etags = list(pool.map(lambda span: self._part(path, key, upload_id, span, digests[span[0] - 1]), spans))
+                parts = [
+                    {"PartNumber": number, "ETag": etag} for (number, _, _), etag in zip(spans, etags, strict=True)
+                ]
+                self.client.complete_multipart_upload(
+                    Bucket=self.bucket.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+                )
+            except BaseException:
+                # Nothing is readable under the key until completion; abort frees the parts.
+                try:
+                    self.client.abort_multipart_upload(Bucket=self.bucket.bucket, Key=key, UploadId=upload_id)
+                except (ClientError, BotoCoreError):
+                    log.warning("upload.abort_failed", extra={"key": key, "upload_id": upload_id})
+                raise
+
+    def _part(self, path: Path, key: str, upload_id: str, span: tuple[int, int, int], digest: bytes) -> str:
+        number, start, length = span
+        with path.open("rb") as handle:
+            answer = self.client.upload_part(
+                Bucket=self.bucket.bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=_Part(handle, start, length),
+                ContentLength=length,
+                ContentMD5=_b64(digest),
+            )
+        return answer["ETag"]
 
     def replace_metadata(self, recording_sid: str, fmt: str, metadata: dict[str, str]) -> None:
         """Give the stored object new metadata (a copy onto itself; the bytes stay)."""
