@@ -41,3 +41,17 @@ def test_a_maintenance_pass_finishes_when_its_lock_was_lost(settings, redis, mon
     monkeypatch.setattr(evict, "_evict_oldest", lose_the_lock)
     assert evict.evict(settings, redis).files == 1
     assert playlog.ingest(settings, redis).lines == 0
+
+
+def test_a_download_lock_is_renewed_from_a_helper_thread_while_an_upload_runs(redis):
+    import time
+
+    from worker.fetch import renewed
+
+    lock = RecordingLock(redis, RE, "mp3", ttl=0.3)
+    assert lock.acquire()
+    with renewed(lock, 0.3):
+        time.sleep(1.0)  # more than three TTLs: without renewals it would have expired
+        assert lock.owned()
+    assert lock.owned()
+    lock.release()

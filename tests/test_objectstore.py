@@ -57,9 +57,9 @@ def test_an_upload_stores_the_bytes_and_the_facts(store, tmp_path, size):
     path = _file(tmp_path, size)
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     assert store.head(RE1, "mp3") is None
-    assert store.upload(path, RE1, "mp3", {"sha256": sha, "call-sid": CA1}) == size
+    etag = store.upload(path, RE1, "mp3", {"sha256": sha, "call-sid": CA1})
     found = store.head(RE1, "mp3")
-    assert found["bytes"] == size
+    assert found["bytes"] == size and found["etag"] == etag  # the ETag computed before is the store's
     assert found["metadata"] == {"sha256": sha, "call-sid": CA1, "md5-etag": found["etag"]}  # the store's checksum
     assert hashlib.sha256(_stored(store, RE1)).hexdigest() == sha
 

@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 
 from flask import Blueprint, Response, abort, request
+from redis import RedisError
 
-from worker import objectstore
+from worker import keys, objectstore
 from worker.sids import FORMAT, pattern
 
 from . import services
@@ -32,7 +33,11 @@ def sign():
     if not match:
         abort(403, "not a recording's object")
     svc = services()
-    etag = svc.tier.verified_etag(match[1], match[2])
+    try:
+        known = svc.redis.get(keys.object_etag(match[1], match[2]))
+    except RedisError:  # a hint only: without it the tier checks the object itself
+        known = None
+    etag = svc.tier.verified_etag(match[1], match[2], known.decode() if known else None)
     if etag is None:
         abort(403, "the object is missing or changed")
     headers = objectstore.signed_get_headers(svc.settings.bucket, f"{match[1]}.{match[2]}")

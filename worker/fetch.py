@@ -7,7 +7,10 @@ fakeredis or real Redis and an injected HTTP session.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -15,7 +18,7 @@ import redis
 import requests
 from redis.exceptions import LockNotOwnedError
 
-from . import metrics, sidecar, status, storage, tiers, twilio_api
+from . import keys, metrics, sidecar, status, storage, tiers, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
@@ -94,7 +97,8 @@ def _fetch_once(
         staged = tier.staged(recording_sid, fmt)
         if staged is not None:  # verified earlier, its keep failed (the store was away): keep it now
             facts = _facts(settings, recording_sid, fmt, call_sid, staged, None, recorded_at)
-            tier.keep(staged, facts)
+            with renewed(lock, settings.lock_ttl_seconds):
+                _remember_etag(r, recording_sid, fmt, tier.keep(staged, facts))
             log.info(
                 "download.kept_staged", extra={"recording_sid": recording_sid, "format": fmt, "bytes": staged.bytes}
             )
@@ -104,6 +108,16 @@ def _fetch_once(
         return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at, tier)
     finally:
         release_quietly(lock, recording_sid=recording_sid, format=fmt)
+
+
+def _remember_etag(r: redis.Redis, recording_sid: str, fmt: str, etag: str | None) -> None:
+    """Tell nginx's signer the uploaded object's ETag, so an edge miss needs no HEAD (a hint: it HEADs without)."""
+    if etag is None:
+        return
+    try:
+        r.set(keys.object_etag(recording_sid, fmt), etag, ex=keys.STATE_TTL_SECONDS)
+    except redis.RedisError:
+        log.warning("etag.remember_failed", extra={"recording_sid": recording_sid, "format": fmt})
 
 
 def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
@@ -159,7 +173,8 @@ def _download(
         )
     ms = (time.monotonic() - started) * 1000
     facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
-    tier.keep(stored, facts)
+    with renewed(lock, settings.lock_ttl_seconds):  # an upload to a bucket may take longer than the TTL
+        _remember_etag(r, recording_sid, fmt, tier.keep(stored, facts))
     if call_sid:
         tier.link_call(settings, call_sid, recording_sid, fmt, facts.recorded_at)
     _forget_state(r, recording_sid, fmt)
@@ -251,6 +266,31 @@ def _recorded_at(resource: dict | None) -> str:
                 except ValueError:
                     pass
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@contextmanager
+def renewed(lock: RecordingLock, ttl: float) -> Iterator[None]:
+    """Renew ``lock`` every third of its TTL from a helper thread while the block runs
+    (an upload has no chunks of ours to renew it between)."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(ttl / 3):
+            try:
+                lock.reacquire()
+            except LockNotOwnedError:
+                log.warning("lock.lost", extra={"lock": lock.name})
+                return
+            except redis.ConnectionError:
+                log.warning("lock.renew_failed", extra={"lock": lock.name})
+
+    keeper = threading.Thread(target=renew, name="lock-keeper", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        done.set()
+        keeper.join()
 
 
 def _lock_keeper(lock: RecordingLock, ttl: float):

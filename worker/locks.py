@@ -26,7 +26,8 @@ class RecordingLock(Lock):
     """
 
     def __init__(self, r: redis.Redis, recording_sid: str, fmt: str, ttl: float):
-        super().__init__(r, keys.recording_lock(recording_sid, fmt), timeout=ttl, blocking=False)
+        # Not thread-local: a helper thread renews it while an upload runs (fetch.renewed).
+        super().__init__(r, keys.recording_lock(recording_sid, fmt), timeout=ttl, blocking=False, thread_local=False)
 
     def ttl_left(self) -> float:
         """Seconds until the lock expires, whoever holds it (0 when it has)."""

@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 ETAG_KEY = "md5-etag"
 PART_BYTES = 16 * 1024 * 1024
-UPLOAD_THREADS = 4
+UPLOAD_THREADS = 2  # one per core: more adds memory (glibc arenas), not speed
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 CONTENT_TYPES = {"mp3": "audio/mpeg", "wav": "audio/wav"}
 _MISSING = {"404", "NoSuchKey", "NotFound"}
@@ -200,8 +200,8 @@ class ObjectStore:
             "etag": answer.get("ETag", "").strip('"'),
         }
 
-    def upload(self, path: Path, recording_sid: str, fmt: str, metadata: dict[str, str]) -> int:
-        """Store a verified local file under the recording's key; return its size.
+    def upload(self, path: Path, recording_sid: str, fmt: str, metadata: dict[str, str]) -> str:
+        """Store a verified local file under the recording's key; return the ETag the store gave it.
 
         The object's metadata also records the ETag the store must compute
         for these bytes (``md5-etag``), so a later check can re-read the
@@ -211,21 +211,17 @@ class ObjectStore:
         size = path.stat().st_size
         with _store_errors(key):
             if size >= self.threshold:
-                self._multipart(path, key, size, fmt, metadata)
-                return size
+                return self._multipart(path, key, size, fmt, metadata)
             with path.open("rb") as handle:
                 digest = _digest(handle, 0, size)
                 handle.seek(0)
+                extra = _object_extra(fmt, metadata, [digest])
                 self.client.put_object(
-                    Bucket=self.bucket.bucket,
-                    Key=key,
-                    Body=handle,
-                    ContentMD5=_b64(digest),
-                    **_object_extra(fmt, metadata, [digest]),
+                    Bucket=self.bucket.bucket, Key=key, Body=handle, ContentMD5=_b64(digest), **extra
                 )
-        return size
+        return extra["Metadata"][ETAG_KEY]
 
-    def _multipart(self, path: Path, key: str, size: int, fmt: str, metadata: dict[str, str]) -> None:
+    def _multipart(self, path: Path, key: str, size: int, fmt: str, metadata: dict[str, str]) -> str:
         """Parts in parallel: each hashes (its Content-MD5, botocore's SigV4 payload hash over http)
         and sends from its own file handle, so the cores and the connection stay busy while memory
         stays a few MiB per part in flight."""
@@ -245,6 +241,7 @@ class ObjectStore:
                 self.client.complete_multipart_upload(
                     Bucket=self.bucket.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
                 )
+                return extra["Metadata"][ETAG_KEY]  # the store checked every part's MD5: it is its ETag
             except BaseException:
                 # Nothing is readable under the key until completion; abort frees the parts.
                 try:

@@ -58,8 +58,8 @@ class Tier(Protocol):
     def mark(self, facts: Sidecar) -> None:
         """Keep changed facts (pinned, twilio_deleted_at) for a kept recording."""
 
-    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
-        """Make a verified file under ``staging`` the kept recording, with its facts."""
+    def keep(self, stored: StoredFile, facts: Sidecar) -> str | None:
+        """Make a verified file under ``staging`` the kept recording, with its facts; the object's ETag."""
 
     def staged(self, recording_sid: str, fmt: str) -> StoredFile | None:
         """A verified download still waiting under ``staging`` to be kept (its keep failed), or None."""
@@ -107,8 +107,9 @@ class VolumeTier:
     def mark(self, facts: Sidecar) -> None:
         sidecar.write(self.staging, facts)
 
-    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
+    def keep(self, stored: StoredFile, facts: Sidecar) -> str | None:
         sidecar.write(self.staging, facts)  # the media is in place already
+        return None
 
     def link_call(
         self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
@@ -139,9 +140,12 @@ class BucketTier:
         found = self._intact(recording_sid, fmt)
         return found["bytes"] if found else None
 
-    def verified_etag(self, recording_sid: str, fmt: str) -> str | None:
-        """The ETag nginx may fetch the object with (If-Match), checked once per process; None when
-        the object is missing or changed. The store itself then refuses bytes that differ."""
+    def verified_etag(self, recording_sid: str, fmt: str, known: str | None = None) -> str | None:
+        """The ETag nginx may fetch the object with (If-Match): ``known`` (the uploader's, from Redis),
+        else checked with a HEAD once per process; None when the object is missing or changed.
+        The store itself then refuses bytes that differ."""
+        if known:
+            return known
         name = f"{recording_sid}.{fmt}"
         etag = self._verified.get(name)
         if etag is None:
@@ -206,11 +210,11 @@ class BucketTier:
             return None
         return StoredFile(path=path, bytes=path.stat().st_size, sha256=storage.file_sha256(path))
 
-    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
+    def keep(self, stored: StoredFile, facts: Sidecar) -> str | None:
         started = time.monotonic()
         # A failed upload leaves the verified file staged: the retry uploads it
         # without asking Twilio again (one media GET per recording).
-        self.store.upload(stored.path, facts.recording_sid, facts.format, object_metadata(facts))
+        etag = self.store.upload(stored.path, facts.recording_sid, facts.format, object_metadata(facts))
         stored.path.unlink(missing_ok=True)
         log.info(
             "upload.done",
@@ -222,6 +226,7 @@ class BucketTier:
                 "key": self.store.media_key(facts.recording_sid, facts.format),
             },
         )
+        return etag
 
     def link_call(
         self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
