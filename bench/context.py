@@ -6,7 +6,9 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.bucket import BucketDeployment, start_gateway
 from bench.deploy import Deployment
+from stack import rgw
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class Budget:
     scale_startups: int = 7
     api_requests: int = 2000
     scale_hit_seconds: float = 5.0
+    cold_objects: int = 20
+    upload_mib: int = 200
+    upload_reps: int = 3
 
     @classmethod
     def quick_budget(cls) -> Budget:
@@ -51,6 +56,9 @@ class Budget:
             scale_startups=1,
             api_requests=60,
             scale_hit_seconds=2.0,
+            cold_objects=5,
+            upload_mib=64,  # still a multipart upload (worker.objectstore.MULTIPART_THRESHOLD)
+            upload_reps=1,
         )
 
 
@@ -66,6 +74,8 @@ class Context:
     _main: Deployment | None = None
     _scale: Deployment | None = None
     _scale_volume: Path | None = None
+    _bucket: BucketDeployment | None = None
+    _gateway_folder: Path | None = None
 
     def main(self) -> Deployment:
         """redis, simulator, gunicorn and nginx on a volume on disk (rows 1-7)."""
@@ -85,20 +95,44 @@ class Context:
             self._scale.start(simulator=False)
         return self._scale, self._scale_volume / "small", self._scale_volume / "big"
 
+    def bucket(self) -> BucketDeployment:
+        """A local RADOS Gateway (started once) and a deployment in bucket mode on it (rows 9-12).
+
+        Rows 1-8's processes are stopped first: they would only add noise.
+        """
+        if self._bucket is None:
+            self.stop_main()
+            self.stop_scale()
+            self._gateway_folder = self.base / "rgw"  # set first: close() stops whatever start() got going
+            gateway = start_gateway(self._gateway_folder)
+            self._bucket = BucketDeployment(self.base / "bucket", gateway)
+            self._bucket.start(simulator=True)
+        return self._bucket
+
     def stop_main(self) -> None:
         """Stop rows 1-7's processes (their volume stays until ``close()``)."""
         if self._main is not None:
             self._main.close()
             self._main = None
 
+    def stop_scale(self) -> None:
+        """Stop row 8's processes (its volumes stay until ``close()``)."""
+        if self._scale is not None:
+            self._scale.close()
+            self._scale = None
+
     def close(self) -> None:
         """Stop everything and remove every file the run created."""
         try:
             self.stop_main()
-            if self._scale is not None:
-                self._scale.close()
-                self._scale = None
+            self.stop_scale()
+            if self._bucket is not None:
+                self._bucket.close()
+                self._bucket = None
         finally:
+            if self._gateway_folder is not None:
+                rgw.stop(self._gateway_folder)
+                self._gateway_folder = None
             if self._scale_volume is not None and not self.keep:
                 shutil.rmtree(self._scale_volume, ignore_errors=True)
             if not self.keep:

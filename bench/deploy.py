@@ -86,8 +86,8 @@ def hit_location_logs(config: str) -> list[str]:
 class Deployment:
     """One Stack plus the bench's anchor ports and worker bookkeeping."""
 
-    def __init__(self, base: Path, recordings_dir: Path | None = None) -> None:
-        overrides = dict(PRODUCTION_KNOBS)
+    def __init__(self, base: Path, recordings_dir: Path | None = None, settings: dict[str, str] | None = None) -> None:
+        overrides = {**PRODUCTION_KNOBS, **(settings or {})}  # settings: e.g. bucket mode's STORAGE_URL and keys
         if recordings_dir is not None:
             overrides["RECORDINGS_DIR"] = str(recordings_dir)
         self.stack = Stack(base, overrides=overrides)

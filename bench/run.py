@@ -1,6 +1,6 @@
 """`make bench`: measure Recording Cache against its anchors and write the results.
 
-    .venv/bin/python -m bench.run                 # every row, about 3-4 minutes
+    .venv/bin/python -m bench.run                 # every row, about 6-7 minutes
     .venv/bin/python -m bench.run --quick         # short runs to check the bench works
     .venv/bin/python -m bench.run --only 1,dedup  # some rows, by number or name
 
@@ -26,9 +26,11 @@ from bench.context import Budget, Context
 from bench.procstat import wait_quiet
 from bench.report import RowResult, load_snapshot, machine_info, say, table_lines, write_results
 from bench.rows_download import row_download, row_memory
+from bench.rows_edge import row_edge_cold, row_edge_hit
 from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static
 from bench.rows_pipeline import row_dedup, row_latency
 from bench.rows_scale import row_scale
+from bench.rows_upload import row_memory_bucket, row_upload
 from bench.rows_webhook import row_webhook
 from stack.procfile import ROOT
 
@@ -55,6 +57,11 @@ ROWS = [
     Row(5, "download", "Download throughput vs curl", row_download),
     Row(6, "memory", "Worker memory during a large download", row_memory),
     Row(8, "scale", "100,000 vs 1,000 recordings on the volume", row_scale),
+    # Bucket mode: one local RADOS Gateway for rows 9-12, started by the first of them.
+    Row(9, "edge-hit", "Bucket mode: edge-cache hit vs plain static nginx", row_edge_hit),
+    Row(10, "edge-cold", "Bucket mode: first play on a host vs a direct GET from RGW", row_edge_cold),
+    Row(11, "upload", "Bucket mode: upload to RGW vs boto3 upload_file", row_upload),
+    Row(12, "memory-bucket", "Bucket mode: worker memory during a large download + upload", row_memory_bucket),
 ]
 
 
