@@ -34,7 +34,7 @@ import uuid
 from pathlib import Path
 
 from worker import atomic
-from worker.bucket_settings import CREDENTIALS_FILE
+from worker.bucket_settings import CREDENTIALS_FILE, bucket_settings
 
 from .ports import free_port, port_open
 
@@ -250,6 +250,19 @@ def ensure_bucket(credentials: dict[str, str], bucket: str) -> None:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
             raise RgwError(f"cannot create bucket {bucket}: {exc}") from None
+
+
+def new_bucket(credentials: dict[str, str], prefix: str = "recordings", name: str | None = None):
+    """A new bucket on the gateway: the environment that points a stack at it, and its BucketSettings."""
+    name = name or "rc-" + secrets.token_hex(6)
+    ensure_bucket(credentials, name)
+    env = {
+        "STORAGE_URL": f"s3://{name}/{prefix}",
+        "S3_ENDPOINT_URL": credentials["endpoint"],
+        "AWS_ACCESS_KEY_ID": credentials["access_key"],
+        "AWS_SECRET_ACCESS_KEY": credentials["secret_key"],
+    }
+    return env, bucket_settings(env)
 
 
 def serve(folder: Path) -> None:

@@ -16,6 +16,7 @@ import requests
 from simulator.callbacks import place_call
 from stack.local import Stack
 from stack.ports import wait_for
+from stack.rgw import new_bucket
 from worker import signing
 from worker.bucket_settings import BucketSettings
 from worker.objectstore import ObjectStore
@@ -28,19 +29,10 @@ SIZE = 3 * 1024 * 1024 + 12345  # four 1 MiB slices, the last one short
 @pytest.fixture(scope="module")
 def bucket_stack(rgw, tmp_path_factory):
     """One host in bucket mode: its own edge cache, the shared gateway."""
-    name = "rc-" + secrets.token_hex(6)
-    overrides = {
-        "STORAGE_URL": f"s3://{name}/recordings",
-        "S3_ENDPOINT_URL": rgw["endpoint"],
-        "AWS_ACCESS_KEY_ID": rgw["access_key"],
-        "AWS_SECRET_ACCESS_KEY": rgw["secret_key"],
-    }
+    overrides, bucket = new_bucket(rgw)
     base = tmp_path_factory.mktemp("bucket-stack")
     overrides["EDGE_CACHE_DIR"] = str(base / "edge-cache")
-    store = ObjectStore(
-        BucketSettings(name, "recordings", rgw["endpoint"], rgw["access_key"], rgw["secret_key"], "us-east-1")
-    )
-    store.client.create_bucket(Bucket=name)
+    store = ObjectStore(bucket)
     with Stack(base, overrides=overrides) as stack:
         stack.start_all(workers=1, concurrency=2)
         stack.store = store

@@ -8,7 +8,6 @@ recording is fetched from Twilio once and stored once.
 from __future__ import annotations
 
 import hashlib
-import secrets
 import signal
 from concurrent.futures import ThreadPoolExecutor
 
@@ -18,8 +17,8 @@ import requests
 from simulator.callbacks import post_callback, recording_status_params
 from stack.local import Stack
 from stack.ports import wait_for
+from stack.rgw import new_bucket
 from worker import signing
-from worker.bucket_settings import BucketSettings
 from worker.objectstore import ObjectStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3, pytest.mark.multihost]
@@ -30,19 +29,10 @@ MIB = 1024 * 1024
 @pytest.fixture(scope="module")
 def hosts(rgw, tmp_path_factory):
     """Host A (with the shared Redis and simulator) and host B, both in bucket mode on one bucket."""
-    name = "rc-" + secrets.token_hex(6)
-    overrides = {
-        "STORAGE_URL": f"s3://{name}/recordings",
-        "S3_ENDPOINT_URL": rgw["endpoint"],
-        "AWS_ACCESS_KEY_ID": rgw["access_key"],
-        "AWS_SECRET_ACCESS_KEY": rgw["secret_key"],
-        # A killed worker's task comes back to the other host within seconds (issue 17 is about the default).
-        "BROKER_VISIBILITY_TIMEOUT": "3",
-    }
-    store = ObjectStore(
-        BucketSettings(name, "recordings", rgw["endpoint"], rgw["access_key"], rgw["secret_key"], "us-east-1")
-    )
-    store.client.create_bucket(Bucket=name)
+    overrides, bucket = new_bucket(rgw)
+    # A killed worker's task comes back to the other host within seconds (issue 17 is about the default).
+    overrides["BROKER_VISIBILITY_TIMEOUT"] = "3"
+    store = ObjectStore(bucket)
     base = tmp_path_factory.mktemp("hosts")
     a = Stack(base / "a", overrides={**overrides, "EDGE_CACHE_DIR": str(base / "a" / "edge-cache")})
     b = a.sibling(base / "b")
