@@ -33,8 +33,10 @@ import time
 import uuid
 from pathlib import Path
 
-from worker import atomic
-from worker.bucket_settings import CREDENTIALS_FILE, bucket_settings
+from botocore.exceptions import ClientError
+
+from worker import atomic, objectstore
+from worker.bucket_settings import CREDENTIALS_FILE, DEFAULT_REGION, BucketSettings, bucket_settings
 
 from .ports import free_port, port_open
 
@@ -232,19 +234,11 @@ def stop(folder: Path, timeout: float = 30) -> None:
 
 
 def ensure_bucket(credentials: dict[str, str], bucket: str) -> None:
-    """Create ``bucket`` on the gateway unless it exists (boto3 with the folder's keys)."""
-    import boto3
-    from botocore.config import Config
-    from botocore.exceptions import ClientError
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=credentials["endpoint"],
-        aws_access_key_id=credentials["access_key"],
-        aws_secret_access_key=credentials["secret_key"],
-        region_name="us-east-1",
-        config=Config(s3={"addressing_style": "path"}),
+    """Create ``bucket`` on the gateway unless it exists (the service's own S3 client, the folder's keys)."""
+    settings = BucketSettings(
+        bucket, "", credentials["endpoint"], credentials["access_key"], credentials["secret_key"], DEFAULT_REGION
     )
+    client = objectstore.make_client(settings)
     try:
         client.create_bucket(Bucket=bucket)
     except ClientError as exc:

@@ -90,10 +90,11 @@ def _fetch_once(
         raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process", lock.ttl_left())
     try:
         # Checked again under the lock: the previous holder may just have finished.
-        if tier.size(recording_sid, fmt) is not None:
+        size = tier.size(recording_sid, fmt)
+        if size is not None:
             if not tier.is_complete(recording_sid, fmt):  # only the volume keeps facts apart from media
                 _rewrite_sidecar(settings, session, recording_sid, fmt, call_sid, recorded_at)
-            return _already_cached(tier, recording_sid, fmt, r)
+            return _already_cached(tier, recording_sid, fmt, r, size)
         staged = tier.staged(recording_sid, fmt)
         if staged is not None:  # verified earlier, its keep failed (the store was away): keep it now
             facts = _facts(settings, recording_sid, fmt, call_sid, staged, None, recorded_at)
@@ -129,9 +130,13 @@ def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
         log.warning("state.clear_failed", extra={"recording_sid": recording_sid, "format": fmt})
 
 
-def _already_cached(tier: tiers.Tier, recording_sid: str, fmt: str, r: redis.Redis) -> FetchOutcome:
+def _already_cached(
+    tier: tiers.Tier, recording_sid: str, fmt: str, r: redis.Redis, size: int | None = None
+) -> FetchOutcome:
     _forget_state(r, recording_sid, fmt)
-    return FetchOutcome(recording_sid, "cached", bytes=tier.size(recording_sid, fmt) or 0)
+    if size is None:
+        size = tier.size(recording_sid, fmt)
+    return FetchOutcome(recording_sid, "cached", bytes=size or 0)
 
 
 def _download(
