@@ -110,8 +110,8 @@ def row_upload(ctx: Context, result: RowResult) -> None:
     result.notes += [
         f"{budget.upload_reps} recording(s) of {budget.upload_mib} MiB from the simulator, 2 Celery workers × "
         "concurrency 2 in bucket mode. Worker: the `ms=` of its `upload.done` line (`BucketTier.keep`: "
-        "`ObjectStore.upload` of the verified staged file, a multipart upload of 16 MiB parts each with its "
-        "Content-MD5, then the staged file removed), after a webhook through "
+        "`ObjectStore.upload` of the verified staged file, a multipart upload of 16 MiB parts, 4 in flight, "
+        "each with the Content-MD5 its download computed, then the staged file removed), after a webhook through "
         f"nginx; its download took {med['worker_download_s']:.2f} s before that (`download.done`), webhook → "
         f"uploaded {med['webhook_to_uploaded_s']:.2f} s.",
         "Anchor: boto3's `upload_file` of a copy of the same media (fetched from the simulator into the same "

@@ -9,6 +9,7 @@ import secrets
 import pytest
 import requests
 
+from worker import objectstore
 from worker.bucket_settings import BucketSettings
 from worker.errors import StorageError
 from worker.objectstore import ObjectStore
@@ -62,6 +63,25 @@ def test_an_upload_stores_the_bytes_and_the_facts(store, tmp_path, size):
     assert found["bytes"] == size and found["etag"] == etag  # the ETag computed before is the store's
     assert found["metadata"] == {"sha256": sha, "call-sid": CA1, "md5-etag": found["etag"]}  # the store's checksum
     assert hashlib.sha256(_stored(store, RE1)).hexdigest() == sha
+
+
+def test_an_upload_sends_the_part_digests_the_download_computed(store, tmp_path, monkeypatch):
+    path = _file(tmp_path, 12 * MIB + 17)
+    body = path.read_bytes()
+    digests = [hashlib.md5(body[at : at + 5 * MIB]).digest() for at in range(0, len(body), 5 * MIB)]
+    monkeypatch.setattr(objectstore, "_file_digest", lambda *span: pytest.fail("the file was hashed again"))
+    etag = store.upload(path, RE1, "mp3", {}, part_md5s=digests)
+    assert store.head(RE1, "mp3")["etag"] == etag == objectstore.expected_etag(digests)
+    assert _stored(store, RE1) == body
+
+
+def test_part_digests_that_do_not_match_the_bytes_leave_no_object(store, tmp_path):
+    path = _file(tmp_path, 12 * MIB + 17)
+    wrong = [hashlib.md5(b"other bytes").digest()] * 3
+    with pytest.raises(StorageError):
+        store.upload(path, RE1, "mp3", {}, part_md5s=wrong)  # the store checks each Content-MD5
+    assert store.head(RE1, "mp3") is None
+    assert store.client.list_multipart_uploads(Bucket=store.bucket.bucket).get("Uploads", []) == []
 
 
 def test_the_bucket_is_private(store, tmp_path, rgw):

@@ -44,6 +44,17 @@ def test_a_large_stream_is_hashed_in_order_while_flushed_behind(tmp_path):
     stored = storage.write_media(tmp_path, RE1, "mp3", pieces, len(body))
     assert stored.sha256 == hashlib.sha256(body).hexdigest()
     assert stored.path.read_bytes() == body
+    assert stored.part_md5s == ()  # asked for by the bucket tier only
+
+
+@pytest.mark.parametrize("part_bytes", [1, 1000, 4096, len(MP3) * 5 + 7])
+def test_the_download_also_hashes_each_upload_part(tmp_path, part_bytes):
+    # Chunks that straddle part boundaries, end on one, and a short last part.
+    body = MP3 * 5 + os.urandom(999)
+    windows = [body[at : at + part_bytes] for at in range(0, len(body), part_bytes)]
+    stored = storage.write_media(tmp_path, RE1, "mp3", chunks(body, 333), len(body), part_bytes=part_bytes)
+    assert stored.part_md5s == tuple(hashlib.md5(window).digest() for window in windows)
+    assert stored.sha256 == hashlib.sha256(body).hexdigest()
 
 
 @pytest.mark.skipif(stream_io._sync_file_range is None, reason="no sync_file_range on this platform")

@@ -175,6 +175,7 @@ def _download(
             media.chunks(),
             media.length,
             on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
+            part_bytes=tier.part_bytes,
         )
     ms = (time.monotonic() - started) * 1000
     facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)

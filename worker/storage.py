@@ -21,13 +21,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import atomic, sidecar
 from .errors import IncompleteMedia, StorageError
 from .sids import FORMAT, pattern, require_format, require_playable_sid, require_sid
-from .stream_io import BackgroundSha256, Writeback
+from .stream_io import BackgroundHash, PartMd5s, Writeback
 
 TMP_DIR = ".tmp"
 STATE_DIR = ".state"
@@ -41,6 +42,7 @@ class StoredFile:
     path: Path
     bytes: int
     sha256: str
+    part_md5s: tuple[bytes, ...] = ()  # the MD5 of each part_bytes window, when asked for
 
 
 def media_path(root: Path, sid: str, fmt: str) -> Path:
@@ -73,13 +75,21 @@ def write_media(
     chunks: Iterable[bytes],
     expected_bytes: int,
     on_progress: Callable[[int], None] = lambda written: None,
+    part_bytes: int | None = None,
 ) -> StoredFile:
-    """Stream ``chunks`` to a temp file, verify, fsync and rename into place."""
+    """Stream ``chunks`` to a temp file, verify, fsync and rename into place.
+
+    With ``part_bytes``, also the MD5 of each window of that size: what a
+    multipart upload of the file sends as each part's Content-MD5.
+    """
     final = media_path(root, require_sid(recording_sid, "RE"), fmt)
     written, head = 0, b""
     try:
-        # The hash thread finishes the tail while the file is fsynced and renamed.
-        with BackgroundSha256() as digest:
+        # The hash threads finish the tail while the file is fsynced and renamed.
+        with ExitStack() as hashing:
+            digest = hashing.enter_context(BackgroundHash(hashlib.sha256()))
+            parts = hashing.enter_context(BackgroundHash(PartMd5s(part_bytes))) if part_bytes else None
+            hashers = [hasher for hasher in (digest, parts) if hasher]
             with atomic.atomic_file(final, temp_dir=root / TMP_DIR) as handle:
                 writeback = Writeback(handle.fileno())
                 for chunk in chunks:
@@ -88,7 +98,8 @@ def write_media(
                         if len(head) >= 12 and not looks_like(fmt, head):
                             raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
                     handle.write(chunk)
-                    digest.update(chunk)
+                    for hasher in hashers:
+                        hasher.update(chunk)
                     written += len(chunk)
                     writeback.written(written)
                     on_progress(written)
@@ -96,13 +107,14 @@ def write_media(
                     raise IncompleteMedia(f"got {written} of {expected_bytes} bytes for {recording_sid}")
                 if not looks_like(fmt, head):
                     raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
-            sha256 = digest.hexdigest()
+            sha256 = digest.result().hexdigest()
+            part_md5s = tuple(parts.result().finish()) if parts else ()
         atomic.fsync_dir(root)
     except OSError as exc:
         if isinstance(exc, ConnectionError | TimeoutError):  # the chunks' source, not the volume
             raise
         raise StorageError(f"volume refused {recording_sid}: {exc.strerror or exc}") from exc
-    return StoredFile(path=final, bytes=written, sha256=sha256)
+    return StoredFile(path=final, bytes=written, sha256=sha256, part_md5s=part_md5s)
 
 
 def file_sha256(path: Path) -> str:

@@ -2,10 +2,11 @@
 
 A download receives a chunk, writes it, hashes it, and at the end fsyncs the
 file. Done one after the other, a 200 MiB recording spends as long hashing and
-waiting for the disk as receiving. Here the digest runs in a helper thread one
-chunk behind (hashlib releases the GIL), and the kernel is asked to start
+waiting for the disk as receiving. Here the digests (the sha256, and in bucket
+mode each upload part's MD5, so the upload need not read the file twice) run in
+helper threads one chunk behind (hashlib releases the GIL), and the kernel is asked to start
 writing each few MiB back as soon as they are written, so the final fsync only
-waits for the tail. Both are bounded: one chunk in the hasher, no extra memory.
+waits for the tail. Both are bounded: one chunk in each hasher, no extra memory.
 """
 
 from __future__ import annotations
@@ -59,23 +60,50 @@ class Writeback:
         self.started = total
 
 
-class BackgroundSha256:
-    """sha256 of a stream, computed in a helper thread one chunk behind."""
+class PartMd5s:
+    """MD5 of each ``part_bytes`` window of a stream: the Content-MD5 of each part of a multipart upload."""
 
-    def __init__(self) -> None:
-        self._digest = hashlib.sha256()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
+    def __init__(self, part_bytes: int):
+        self.part_bytes, self.digests = part_bytes, []
+        self._current, self._filled = hashlib.md5(usedforsecurity=False), 0
+
+    def update(self, chunk: bytes | memoryview) -> None:
+        view = memoryview(chunk)
+        while view:
+            take = min(len(view), self.part_bytes - self._filled)
+            self._current.update(view[:take])
+            self._filled, view = self._filled + take, view[take:]
+            if self._filled == self.part_bytes:
+                self._close_part()
+
+    def finish(self) -> list[bytes]:
+        """Every part's digest (the last part may be short)."""
+        if self._filled:
+            self._close_part()
+        return self.digests
+
+    def _close_part(self) -> None:
+        self.digests.append(self._current.digest())
+        self._current, self._filled = hashlib.md5(usedforsecurity=False), 0
+
+
+class BackgroundHash:
+    """Feeds a stream to a hash in a helper thread one chunk behind (hashlib releases the GIL)."""
+
+    def __init__(self, target) -> None:
+        self.target = target
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hash")
         self._pending: Future | None = None
 
     def update(self, chunk: bytes) -> None:
         """Queue ``chunk`` once the previous one is hashed (bounded memory, order kept)."""
         self._wait()
-        self._pending = self._pool.submit(self._digest.update, chunk)
+        self._pending = self._pool.submit(self.target.update, chunk)
 
-    def hexdigest(self) -> str:
-        """The digest of every chunk given so far."""
+    def result(self):
+        """The hash, fed every chunk given so far."""
         self._wait()
-        return self._digest.hexdigest()
+        return self.target
 
     def close(self) -> None:
         """Stop the helper thread (waits for the chunk in flight)."""
@@ -86,7 +114,7 @@ class BackgroundSha256:
             self._pending.result()
             self._pending = None
 
-    def __enter__(self) -> BackgroundSha256:
+    def __enter__(self) -> BackgroundHash:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

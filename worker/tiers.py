@@ -33,6 +33,7 @@ class Tier(Protocol):
     """What fetch needs of the place recordings are kept."""
 
     staging: Path
+    part_bytes: int | None  # the download also hashes windows of this size (an upload's parts)
 
     def size(self, recording_sid: str, fmt: str) -> int | None:
         """Bytes of the kept recording, None when it is not kept."""
@@ -75,6 +76,7 @@ class VolumeTier:
 
     def __init__(self, settings: Settings):
         self.staging = settings.recordings_dir
+        self.part_bytes = None
 
     def size(self, recording_sid: str, fmt: str) -> int | None:
         try:
@@ -123,6 +125,7 @@ class BucketTier:
     def __init__(self, settings: Settings, store: ObjectStore):
         self.staging = settings.recordings_dir / STAGING_DIR
         self.store = store
+        self.part_bytes = store.part_bytes
         self._verified: OrderedDict[str, str] = OrderedDict()  # object name -> its checked ETag
 
     def _intact(self, recording_sid: str, fmt: str) -> dict | None:
@@ -214,7 +217,9 @@ class BucketTier:
         started = time.monotonic()
         # A failed upload leaves the verified file staged: the retry uploads it
         # without asking Twilio again (one media GET per recording).
-        etag = self.store.upload(stored.path, facts.recording_sid, facts.format, object_metadata(facts))
+        etag = self.store.upload(
+            stored.path, facts.recording_sid, facts.format, object_metadata(facts), part_md5s=stored.part_md5s
+        )
         stored.path.unlink(missing_ok=True)
         log.info(
             "upload.done",
