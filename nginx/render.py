@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import resource
 import sys
@@ -13,12 +14,13 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from worker import atomic, objectstore
+from worker import atomic, objectstore, tiers
 from worker.config import Settings, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
 from worker.sids import FORMAT, PLAYABLE_SID, pattern
 
+RESOLV_CONF = Path("/etc/resolv.conf")
 TEMPLATE = "nginx.conf.j2"
 TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 WORKER_CONNECTIONS = 4096
@@ -90,13 +92,60 @@ def render(
     return path
 
 
-def bucket_origin(settings: Settings) -> dict | None:
-    """Where nginx's signing origin sends an edge miss: the bucket's origin, Host and path."""
+def bucket_origin(settings: Settings, resolv_conf: Path = RESOLV_CONF) -> dict | None:
+    """How nginx's signing origin reaches the bucket: origin, Host, path, and the store's address.
+
+    An endpoint named by an IP address is an upstream with kept-alive
+    connections. A host name is resolved at request time (nginx 1.22's
+    upstreams resolve only at start, and an object store's addresses change)
+    with the nameservers of ``resolv_conf``, one new connection per edge miss.
+    """
     if settings.bucket is None:
         return None
     base, path = objectstore.origin(settings.bucket)
     parts = urlsplit(base)
-    return {"origin": base, "host": parts.netloc, "path": path, "tls": parts.scheme == "https"}
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    address = _ip_address(parts.hostname or "")
+    return {
+        "origin": base,
+        "host": parts.netloc,
+        "server_name": parts.hostname,
+        "path": path,
+        "tls": tls,
+        "server": f"{address}:{port}" if address else None,
+        "resolver": None if address else nameservers(resolv_conf),
+        # The store's own headers, and the object's metadata, stay out of the edge cache.
+        "hidden_headers": ["x-amz-request-id", "x-rgw-object-type", "x-amz-storage-class", *tiers.metadata_headers()],
+    }
+
+
+def _ip_address(host: str) -> str | None:
+    """``host`` as nginx writes an address (IPv6 in brackets), or None for a name."""
+    if host == "localhost":  # nginx's resolver asks DNS, which need not know it
+        return "127.0.0.1"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if address.version == 4:
+        return str(address)
+    return None if address.scope_id else f"[{address}]"  # nginx takes no "%zone"
+
+
+def nameservers(resolv_conf: Path) -> list[str]:
+    """The nameservers of resolv.conf, as nginx's ``resolver`` takes them."""
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"S3_ENDPOINT_URL names a host and {resolv_conf} is unreadable: {exc.strerror}") from None
+    found = [
+        _ip_address(line.split()[1]) for line in lines if line.split()[:1] == ["nameserver"] and len(line.split()) > 1
+    ]
+    found = [address for address in found if address]
+    if not found:
+        raise ConfigError(f"S3_ENDPOINT_URL names a host and {resolv_conf} names no nameserver for nginx to resolve it")
+    return found
 
 
 def make_folders(*folders: Path) -> None:

@@ -79,6 +79,10 @@ def test_a_whole_play_is_the_object_and_a_second_play_is_an_edge_hit(bucket_stac
     again = requests.get(signed(bucket_stack, stored["sid"]), headers={"Range": "bytes=0-99"}, timeout=10)
     assert again.status_code == 206 and again.headers["X-Edge-Cache"] == "HIT"
 
+    # The object's facts (call, account, sha256) and the store's own headers stay behind the edge.
+    for answer in (first, again):
+        assert [name for name in answer.headers if name.lower().startswith(("x-amz", "x-rgw"))] == []
+
 
 @pytest.mark.parametrize("query", ["", "?expires=9999999999&sig=forged", "?expires=1&sig=x"])
 def test_no_edge_byte_without_a_valid_signature(bucket_stack, stored, query):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nginx.render import render
+from nginx.render import nameservers, render
 from tests.support import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, make_settings
 from worker import atomic
 from worker.errors import ConfigError
@@ -73,3 +73,57 @@ def test_render_command_names_a_recordings_dir_it_cannot_create(tmp_path):
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
     assert "a-file" in done.stderr
+
+
+def _check(runtime: Path, config: Path) -> None:
+    checked = subprocess.run(
+        ["nginx", "-t", "-q", "-p", str(runtime), "-c", str(config), "-e", "stderr"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert checked.returncode == 0, checked.stderr
+
+
+def _bucket_settings(tmp_path, endpoint: str):
+    return make_settings(
+        tmp_path,
+        STORAGE_URL="s3://recordings-bucket/calls",
+        S3_ENDPOINT_URL=endpoint,
+        AWS_ACCESS_KEY_ID="key-id",
+        AWS_SECRET_ACCESS_KEY="secret",
+        EDGE_CACHE_DIR=str(tmp_path / "edge"),
+    )
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (.ci/run installs it)")
+@pytest.mark.parametrize(
+    ("endpoint", "upstream", "proxy_pass"),
+    [
+        ("http://127.0.0.1:7480", "server 127.0.0.1:7480;", "http://bucket_store/recordings-bucket/calls$uri;"),
+        ("https://[::1]", "server [::1]:443;", "https://bucket_store/recordings-bucket/calls$uri;"),
+        ("http://localhost:9000", "server 127.0.0.1:9000;", "http://bucket_store/recordings-bucket/calls$uri;"),
+        ("https://store.example.net", None, "https://store.example.net/recordings-bucket/calls$uri;"),
+    ],
+)
+def test_the_store_is_kept_alive_by_address_and_resolved_per_request_by_name(tmp_path, endpoint, upstream, proxy_pass):
+    runtime = tmp_path / "run"
+    config = render(_bucket_settings(tmp_path, endpoint), runtime)
+    text = config.read_text()
+    assert f"proxy_pass {proxy_pass}" in text
+    if upstream:
+        assert upstream in text and "resolver " not in text
+    else:
+        assert "upstream bucket_store" not in text and "resolver " in text  # nginx follows the name's changes
+    _check(runtime, config)
+
+
+def test_nameservers_are_read_as_nginx_writes_them(tmp_path):
+    conf = tmp_path / "resolv.conf"
+    conf.write_text(
+        "# comment\nsearch example.net\nnameserver 10.0.0.2\nnameserver fe80::1%eth0\nnameserver 2001:db8::53\n"
+    )
+    assert nameservers(conf) == ["10.0.0.2", "[2001:db8::53]"]
+    conf.write_text("search example.net\n")
+    with pytest.raises(ConfigError, match="names no nameserver"):
+        nameservers(conf)

@@ -240,13 +240,26 @@ class BucketTier:
             self.store.link_call(sid, recording_sid, fmt, recorded_at)
 
 
+_NOT_METADATA = ("recording_sid", "format")  # the object's key says these
+
+
 def object_metadata(facts: Sidecar) -> dict[str, str]:
     """The sidecar's facts as S3 user metadata (x-amz-meta-*: ASCII strings, dashes for underscores)."""
     return {
         name.replace("_", "-"): str(value)
         for name, value in facts.as_dict().items()
-        if value is not None and name not in ("recording_sid", "format")
+        if value is not None and name not in _NOT_METADATA
     }
+
+
+def metadata_headers() -> list[str]:
+    """The response headers a GET of a recording's object carries its metadata in.
+
+    nginx drops them before its edge cache: players need none of them, and
+    every header kept is parsed again on every edge hit.
+    """
+    names = sorted(sidecar.FIELDS - set(_NOT_METADATA)) + [ETAG_KEY]
+    return ["x-amz-meta-" + name.replace("_", "-") for name in names]
 
 
 def for_settings(settings: Settings, store: ObjectStore | None = None) -> Tier:
