@@ -16,7 +16,7 @@ test-fast: install-dev ## unit tests only (fakeredis and a throwaway redis-serve
 	$(PY) -m pytest -m "not e2e and not faults and not browser"
 
 bench: install-dev ## measurements against their anchors; writes bench/results/latest.md
-	bash scripts/install-system-packages.sh wrk curl radosgw ceph-mon ceph-osd ceph-common
+	bash scripts/install-system-packages.sh wrk curl radosgw ceph-mon ceph-osd ceph-common libnginx-mod-http-js
 	$(PY) -m bench.run
 
 call: install ## demo: the simulator places a call and posts Twilio's signed callbacks

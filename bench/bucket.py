@@ -16,12 +16,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import redis
-
 from bench.deploy import Deployment
 from stack import rgw
 from stack.ports import wait_for
-from worker import keys
 from worker.bucket_settings import DEFAULT_REGION, BucketSettings
 from worker.objectstore import ObjectStore
 
@@ -75,15 +72,7 @@ class BucketDeployment(Deployment):
     def put_files(self, paths: list[Path], sids: list[str], threads: int = 4) -> None:
         """Upload local files as the recordings ``sids`` (ObjectStore.upload, a few at a time)."""
         with ThreadPoolExecutor(threads) as pool:
-            etags = list(
-                pool.map(lambda pair: self.store.upload(pair[0], pair[1], "mp3", {}), zip(paths, sids, strict=True))
-            )
-        # What the worker leaves after its upload: the ETag hint nginx's signer uses instead of a HEAD.
-        r = redis.Redis.from_url(self.stack.redis_url)
-        try:
-            r.mset({keys.object_etag(sid, "mp3"): etag for sid, etag in zip(sids, etags, strict=True)})
-        finally:
-            r.close()
+            list(pool.map(lambda pair: self.store.upload(pair[0], pair[1], "mp3", {}), zip(paths, sids, strict=True)))
 
     def delete(self, sid: str) -> None:
         """Remove a recording's object (large ones, once measured: the gateway's disk is a temp file)."""

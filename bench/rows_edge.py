@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import http.client
+import socket
 import statistics
 import time
 from pathlib import Path
@@ -112,14 +114,33 @@ def _timed_get(session: requests.Session, url: str) -> tuple[float, requests.Res
     return time.perf_counter() - started, reply
 
 
-def _sign_ms(dep: BucketDeployment, session: requests.Session, sid: str) -> float:
-    """Milliseconds gunicorn takes to answer the signing origin's auth_request, asked directly."""
-    url = f"http://127.0.0.1:{dep.stack.web_port}/internal/bucket-sign"
-    started = time.perf_counter()
-    reply = session.get(url, headers={"X-Object-Name": f"/{sid}.mp3"}, timeout=10)
-    if reply.status_code != 204:
-        raise RuntimeError(f"bucket-sign answered {reply.status_code}")
-    return (time.perf_counter() - started) * 1000
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over the signing origin's unix socket (what the edge location talks to)."""
+
+    def __init__(self, socket_path: Path):
+        super().__init__("localhost", timeout=10)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(str(self.socket_path))
+
+
+def _origin_ms(dep: BucketDeployment, sid: str, expected: bytes) -> float:
+    """Milliseconds of a GET of the object from nginx's signing origin alone (signed in nginx, checked, no edge)."""
+    connection = _UnixConnection(dep.origin_log.with_name("bucket-origin.sock"))
+    try:
+        started = time.perf_counter()
+        connection.request("GET", f"/{sid}.mp3")
+        reply = connection.getresponse()
+        body = reply.read()
+        seconds = time.perf_counter() - started
+    finally:
+        connection.close()
+    if reply.status != 200 or body != expected:
+        raise RuntimeError(f"the signing origin answered {reply.status}, {len(body)} bytes for {sid}")
+    return seconds * 1000
 
 
 def row_edge_cold(ctx: Context, result: RowResult) -> None:
@@ -134,7 +155,7 @@ def row_edge_cold(ctx: Context, result: RowResult) -> None:
         path.unlink()
     client = dep.store.client
     samples, origin_before = [], dep.origin_gets()
-    with requests.Session() as edge_session, requests.Session() as direct_session, requests.Session() as signer:
+    with requests.Session() as edge_session, requests.Session() as direct_session:
         for index, sid in enumerate(sids):
             edge_url = dep.stack.http_url + volume.signed_paths([sid], dep.stack.signing_key)[0]
             direct_url = client.generate_presigned_url(
@@ -152,10 +173,7 @@ def row_edge_cold(ctx: Context, result: RowResult) -> None:
                     raise RuntimeError(f"a first play answered X-Edge-Cache: {reply.headers.get('X-Edge-Cache')}")
                 run[side] = seconds * 1000
             run["again"] = _timed_get(edge_session, edge_url)[0] * 1000  # the second play: an edge hit
-            run["sign"] = _sign_ms(dep, signer, sid)
-            started = time.perf_counter()
-            dep.store.head(sid, "mp3")  # what the signer's check of the object costs, without gunicorn
-            run["head"] = (time.perf_counter() - started) * 1000
+            run["origin"] = _origin_ms(dep, sid, expected[sid])
             if index >= 2:
                 samples.append(run)
     origin_gets = dep.origin_gets() - origin_before
@@ -176,7 +194,7 @@ def row_edge_cold(ctx: Context, result: RowResult) -> None:
     )
     result.details = {
         "objects": len(samples),
-        "median_ms": {key: round(med(key), 2) for key in ("edge", "direct", "again", "sign", "head")},
+        "median_ms": {key: round(med(key), 2) for key in ("edge", "direct", "again", "origin")},
         "edge_ms_all": [round(s["edge"], 1) for s in samples],
         "direct_ms_all": [round(s["direct"], 1) for s in samples],
         "origin_gets": origin_gets,
@@ -184,13 +202,13 @@ def row_edge_cold(ctx: Context, result: RowResult) -> None:
     result.notes += [
         f"{len(samples)} objects of 1 MiB put in the bucket (after 2 warm-ups), never played on this host; one "
         "at a time, alternating which side goes first. Edge: a signed GET of the whole object through nginx "
-        "(secure_link, an edge miss for its one 1 MiB slice, the signing origin's auth_request to gunicorn, "
-        "then RGW), checked to answer `X-Edge-Cache: MISS` and the object's bytes. Direct: a presigned "
+        "(secure_link, an edge miss for its one 1 MiB slice, the signing origin's GET of RGW signed in "
+        "njs, its checksum check, the edge's cache file written), checked to answer `X-Edge-Cache: MISS` "
+        "and the object's bytes. Direct: a presigned "
         "(SigV4 query) GET of the same object from RGW. Both with requests, each side on its own keep-alive "
         "session.",
-        f"Medians: second play of the same object (an edge hit, whole object) {med('again'):.1f} ms; the "
-        f"signing origin's `auth_request`, asked of gunicorn directly after the play, {med('sign'):.1f} ms (a "
-        "gunicorn worker that has not checked the object yet HEADs it first); that HEAD alone, with the "
-        f"product's ObjectStore in the bench's process, {med('head'):.1f} ms. Requests nginx sent to the "
-        f"bucket: {origin_gets} for {len(sids)} first plays and as many second plays.",
+        f"Medians: second play of the same object (an edge hit, whole object) {med('again'):.1f} ms; a GET of "
+        "it from nginx's signing origin alone (on its socket: SigV4 in njs, the store's GET, the checksum "
+        f"check; no edge cache, a new connection) {med('origin'):.1f} ms. Requests nginx sent to the bucket: "
+        f"{origin_gets} for {len(sids)} first plays, as many second plays and as many origin GETs.",
     ]

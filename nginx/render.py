@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import resource
 import sys
@@ -14,13 +15,16 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from worker import atomic, objectstore, tiers
+from worker import atomic, objectstore
 from worker.config import Settings, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
 from worker.sids import FORMAT, PLAYABLE_SID, pattern
 
 RESOLV_CONF = Path("/etc/resolv.conf")
+# Debian's libnginx-mod-http-js, and the official nginx image's (the same path there).
+NJS_MODULE = Path("/usr/lib/nginx/modules/ngx_http_js_module.so")
+S3_JS = Path(__file__).with_name("s3.js")
 TEMPLATE = "nginx.conf.j2"
 TEMP_FOLDERS = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
 WORKER_CONNECTIONS = 4096
@@ -42,11 +46,14 @@ def render(
     worker_processes: str = "auto",
     web_host: str = "127.0.0.1",
     flower_host: str = "127.0.0.1",
+    nginx_here: bool = True,
 ) -> Path:
     """Write ``nginx.conf`` (mode 0600: it holds the signing key) and its temp folders.
 
     ``web_host`` and ``flower_host`` are where gunicorn and Flower listen:
-    loopback in `make run`, the services' names under compose.
+    loopback in `make run`, the services' names under compose. ``nginx_here``
+    is False when nginx runs elsewhere (compose's nginx image): its modules
+    are not looked for on this machine.
     """
     try:
         runtime_dir = nginx_path(str(runtime_dir))
@@ -79,20 +86,22 @@ def render(
         recording_sid=pattern("RE"),
         call_sid=pattern("CA"),
         media_format=FORMAT,
-        bucket=bucket_origin(settings),
+        bucket=bucket_origin(settings, check_njs=nginx_here),
         edge_cache_dir=settings.edge_cache_dir,
         edge_cache_max_bytes=settings.edge_cache_max_bytes,
         edge_cache_valid=EDGE_CACHE_VALID,
         slice_size=SLICE_SIZE,
         demo=settings.demo,
     )
+    if settings.bucket is not None:
+        write_njs(settings, runtime_dir)
     # Written aside and renamed: a failed render leaves the last good config whole.
     path = runtime_dir / "nginx.conf"
     atomic.write_bytes(path, text.encode("utf-8"), mode=0o600)
     return path
 
 
-def bucket_origin(settings: Settings, resolv_conf: Path = RESOLV_CONF) -> dict | None:
+def bucket_origin(settings: Settings, resolv_conf: Path = RESOLV_CONF, check_njs: bool = True) -> dict | None:
     """How nginx's signing origin reaches the bucket: origin, Host, path, and the store's address.
 
     An endpoint named by an IP address is an upstream with kept-alive
@@ -115,9 +124,34 @@ def bucket_origin(settings: Settings, resolv_conf: Path = RESOLV_CONF) -> dict |
         "tls": tls,
         "server": f"{address}:{port}" if address else None,
         "resolver": None if address else nameservers(resolv_conf),
-        # The store's own headers, and the object's metadata, stay out of the edge cache.
-        "hidden_headers": ["x-amz-request-id", "x-rgw-object-type", "x-amz-storage-class", *tiers.metadata_headers()],
+        "njs_module": njs_module() if check_njs else NJS_MODULE,
     }
+
+
+def njs_module(path: Path = NJS_MODULE) -> Path:
+    """nginx's njs module, which signs its reads of the bucket."""
+    if not path.is_file():
+        raise ConfigError(f"STORAGE_URL needs nginx's njs module at {path}: apt-get install libnginx-mod-http-js")
+    return path
+
+
+def write_njs(settings: Settings, runtime_dir: Path) -> None:
+    """s3.js and the keys it signs with (s3_keys.js, mode 0600) under ``runtime_dir/njs``."""
+    bucket = settings.bucket
+    folder = runtime_dir / "njs"
+    make_folders(folder)
+    base, path = objectstore.origin(bucket)
+    keys = {
+        "accessKeyId": bucket.access_key_id,
+        "secretAccessKey": bucket.secret_access_key,
+        "region": bucket.region,
+        "host": urlsplit(base).netloc,
+        "path": path,
+        "recordedEtagHeader": f"x-amz-meta-{objectstore.ETAG_KEY}",
+    }
+    # JSON is a JavaScript literal: any character in a key is written safely.
+    atomic.write_bytes(folder / "s3_keys.js", f"export default {json.dumps(keys)};\n".encode(), mode=0o600)
+    atomic.write_bytes(folder / "s3.js", S3_JS.read_bytes(), mode=0o644)
 
 
 def _ip_address(host: str) -> str | None:

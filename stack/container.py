@@ -70,7 +70,7 @@ def render_nginx(settings, runtime_dir: Path, web_host: str) -> Path:
     """Render nginx.conf into ``runtime_dir`` for the compose network's service names."""
     from nginx.render import render
 
-    return render(settings, runtime_dir, web_host=web_host, flower_host="flower")
+    return render(settings, runtime_dir, web_host=web_host, flower_host="flower", nginx_here=False)
 
 
 def main(argv: list[str]) -> int:

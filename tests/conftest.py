@@ -88,6 +88,16 @@ def own_stack(tmp_path):
 
 
 @pytest.fixture(scope="session")
+def njs():
+    """nginx's njs module (bucket mode signs its reads of the bucket with it); skipped when absent."""
+    from nginx.render import NJS_MODULE
+
+    if not NJS_MODULE.is_file():
+        pytest.skip("nginx's njs module is not installed (apt-get install libnginx-mod-http-js); .ci/run installs it")
+    return NJS_MODULE
+
+
+@pytest.fixture(scope="session")
 def rgw(tmp_path_factory):
     """A Ceph RADOS Gateway on loopback (stack.rgw): endpoint and S3 keys; skipped when Ceph is not installed."""
     from stack import rgw as ceph

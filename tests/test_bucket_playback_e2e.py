@@ -27,7 +27,7 @@ SIZE = 3 * 1024 * 1024 + 12345  # four 1 MiB slices, the last one short
 
 
 @pytest.fixture(scope="module")
-def bucket_stack(rgw, tmp_path_factory):
+def bucket_stack(rgw, njs, tmp_path_factory):
     """One host in bucket mode: its own edge cache, the shared gateway."""
     overrides, bucket = new_bucket(rgw)
     base = tmp_path_factory.mktemp("bucket-stack")
@@ -167,7 +167,7 @@ class Outage:
         self.listener.close()
 
 
-def test_a_store_away_during_upload_and_playback_gives_players_202_and_loses_nothing(rgw, tmp_path):
+def test_a_store_away_during_upload_and_playback_gives_players_202_and_loses_nothing(rgw, njs, tmp_path):
     outage = Outage(int(rgw["endpoint"].rsplit(":", 1)[1]))
     name = "rc-" + secrets.token_hex(6)
     endpoint = f"http://127.0.0.1:{outage.port}"

@@ -27,7 +27,7 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def hosts(rgw, tmp_path_factory):
+def hosts(rgw, njs, tmp_path_factory):
     """Host A (with the shared Redis and simulator) and host B, both in bucket mode on one bucket."""
     overrides, bucket = new_bucket(rgw)
     # A killed worker's task comes back to the other host within seconds (issue 17 is about the default).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from nginx.render import nameservers, render
+from nginx.render import nameservers, njs_module, render
 from tests.support import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, make_settings
 from worker import atomic
 from worker.errors import ConfigError
@@ -100,13 +101,15 @@ def _bucket_settings(tmp_path, endpoint: str):
 @pytest.mark.parametrize(
     ("endpoint", "upstream", "proxy_pass"),
     [
-        ("http://127.0.0.1:7480", "server 127.0.0.1:7480;", "http://bucket_store/recordings-bucket/calls$uri;"),
-        ("https://[::1]", "server [::1]:443;", "https://bucket_store/recordings-bucket/calls$uri;"),
-        ("http://localhost:9000", "server 127.0.0.1:9000;", "http://bucket_store/recordings-bucket/calls$uri;"),
-        ("https://store.example.net", None, "https://store.example.net/recordings-bucket/calls$uri;"),
+        ("http://127.0.0.1:7480", "server 127.0.0.1:7480;", "http://bucket_store/recordings-bucket/calls/$s3_object;"),
+        ("https://[::1]", "server [::1]:443;", "https://bucket_store/recordings-bucket/calls/$s3_object;"),
+        ("http://localhost:9000", "server 127.0.0.1:9000;", "http://bucket_store/recordings-bucket/calls/$s3_object;"),
+        ("https://store.example.net", None, "https://store.example.net/recordings-bucket/calls/$s3_object;"),
     ],
 )
-def test_the_store_is_kept_alive_by_address_and_resolved_per_request_by_name(tmp_path, endpoint, upstream, proxy_pass):
+def test_the_store_is_an_upstream_by_address_and_resolved_per_request_by_name(
+    tmp_path, njs, endpoint, upstream, proxy_pass
+):
     runtime = tmp_path / "run"
     config = render(_bucket_settings(tmp_path, endpoint), runtime)
     text = config.read_text()
@@ -127,3 +130,21 @@ def test_nameservers_are_read_as_nginx_writes_them(tmp_path):
     conf.write_text("search example.net\n")
     with pytest.raises(ConfigError, match="names no nameserver"):
         nameservers(conf)
+
+
+@pytest.mark.skipif(shutil.which("nginx") is None, reason="needs nginx (.ci/run installs it)")
+def test_the_bucket_keys_reach_nginx_whatever_they_hold_and_only_its_user_reads_them(tmp_path, njs):
+    settings = _bucket_settings(tmp_path, "http://127.0.0.1:7480")
+    awkward = 'se"cr$et\\ {x};'  # quotes, $, backslash, braces: nginx.conf syntax if pasted there
+    settings = dataclasses.replace(settings, bucket=dataclasses.replace(settings.bucket, secret_access_key=awkward))
+    runtime = tmp_path / "run"
+    config = render(settings, runtime)
+    keys_file = runtime / "njs" / "s3_keys.js"
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    assert awkward not in config.read_text()  # the keys live in the njs folder, not in nginx.conf
+    _check(runtime, config)  # nginx loads s3.js and its keys
+
+
+def test_bucket_mode_without_njs_names_the_package(tmp_path):
+    with pytest.raises(ConfigError, match="libnginx-mod-http-js"):
+        njs_module(tmp_path / "ngx_http_js_module.so")

@@ -53,10 +53,6 @@ def create_app(
     app.register_blueprint(playback.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(health.bp)
-    if settings.bucket is not None:
-        from . import bucket_origin
-
-        app.register_blueprint(bucket_origin.bp)
     if settings.demo:
         from . import demo
 

@@ -18,7 +18,7 @@ import redis
 import requests
 from redis.exceptions import LockNotOwnedError
 
-from . import keys, metrics, sidecar, status, storage, tiers, twilio_api
+from . import metrics, sidecar, status, storage, tiers, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
@@ -99,7 +99,7 @@ def _fetch_once(
         if staged is not None:  # verified earlier, its keep failed (the store was away): keep it now
             facts = _facts(settings, recording_sid, fmt, call_sid, staged, None, recorded_at)
             with renewed(lock, settings.lock_ttl_seconds):
-                _remember_etag(r, recording_sid, fmt, tier.keep(staged, facts))
+                tier.keep(staged, facts)
             log.info(
                 "download.kept_staged", extra={"recording_sid": recording_sid, "format": fmt, "bytes": staged.bytes}
             )
@@ -109,16 +109,6 @@ def _fetch_once(
         return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at, tier)
     finally:
         release_quietly(lock, recording_sid=recording_sid, format=fmt)
-
-
-def _remember_etag(r: redis.Redis, recording_sid: str, fmt: str, etag: str | None) -> None:
-    """Tell nginx's signer the uploaded object's ETag, so an edge miss needs no HEAD (a hint: it HEADs without)."""
-    if etag is None:
-        return
-    try:
-        r.set(keys.object_etag(recording_sid, fmt), etag, ex=keys.STATE_TTL_SECONDS)
-    except redis.RedisError:
-        log.warning("etag.remember_failed", extra={"recording_sid": recording_sid, "format": fmt})
 
 
 def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
@@ -180,7 +170,7 @@ def _download(
     ms = (time.monotonic() - started) * 1000
     facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
     with renewed(lock, settings.lock_ttl_seconds):  # an upload to a bucket may take longer than the TTL
-        _remember_etag(r, recording_sid, fmt, tier.keep(stored, facts))
+        tier.keep(stored, facts)
     if call_sid:
         tier.link_call(settings, call_sid, recording_sid, fmt, facts.recorded_at)
     _forget_state(r, recording_sid, fmt)

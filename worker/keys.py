@@ -46,11 +46,6 @@ def queued(sid: str, fmt: str) -> str:
     return f"rc:queued:{_suffix(sid, fmt)}"
 
 
-def object_etag(recording_sid: str, fmt: str) -> str:
-    """The ETag a recording's object got when this service uploaded it (bucket mode): nginx's If-Match."""
-    return f"rc:etag:{_suffix(recording_sid, fmt)}"
-
-
 def webhook(recording_sid: str) -> str:
     """The last recording-status callback Twilio sent for a recording."""
     return f"rc:webhook:{recording_sid}"

@@ -51,23 +51,6 @@ def origin(bucket: BucketSettings) -> tuple[str, str]:
     return f"https://{bucket.bucket}.s3.{bucket.region}.amazonaws.com", f"/{bucket.key('')}".rstrip("/")
 
 
-def signed_get_headers(bucket: BucketSettings, name: str) -> dict[str, str]:
-    """SigV4 headers for a GET of the object ``name`` (e.g. ``RE….mp3``) under the prefix.
-
-    What nginx sends to the bucket on an edge miss. The payload is unsigned
-    and a Range header may be added unsigned, so one signature serves any slice.
-    """
-    from botocore.auth import SigV4Auth  # here, not at import: volume mode never loads them
-    from botocore.awsrequest import AWSRequest
-    from botocore.credentials import Credentials
-
-    base, path = origin(bucket)
-    request = AWSRequest(method="GET", url=f"{base}{path}/{name}", headers={"X-Amz-Content-Sha256": "UNSIGNED-PAYLOAD"})
-    signer = SigV4Auth(Credentials(bucket.access_key_id, bucket.secret_access_key), "s3", bucket.region)
-    signer.add_auth(request)
-    return {"Authorization": request.headers["Authorization"], "X-Amz-Date": request.headers["X-Amz-Date"]}
-
-
 def make_client(bucket: BucketSettings):
     """A boto3 S3 client: SigV4, path-style against a given endpoint, bounded timeouts.
 

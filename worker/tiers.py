@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -26,7 +25,6 @@ from .storage import StoredFile
 log = logging.getLogger(__name__)
 
 STAGING_DIR = ".staging"
-VERIFIED_ETAGS = 100_000  # per process: about 10 MB
 
 
 class Tier(Protocol):
@@ -59,8 +57,8 @@ class Tier(Protocol):
     def mark(self, facts: Sidecar) -> None:
         """Keep changed facts (pinned, twilio_deleted_at) for a kept recording."""
 
-    def keep(self, stored: StoredFile, facts: Sidecar) -> str | None:
-        """Make a verified file under ``staging`` the kept recording, with its facts; the object's ETag."""
+    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
+        """Make a verified file under ``staging`` the kept recording, with its facts."""
 
     def staged(self, recording_sid: str, fmt: str) -> StoredFile | None:
         """A verified download still waiting under ``staging`` to be kept (its keep failed), or None."""
@@ -109,9 +107,8 @@ class VolumeTier:
     def mark(self, facts: Sidecar) -> None:
         sidecar.write(self.staging, facts)
 
-    def keep(self, stored: StoredFile, facts: Sidecar) -> str | None:
+    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         sidecar.write(self.staging, facts)  # the media is in place already
-        return None
 
     def link_call(
         self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
@@ -126,7 +123,6 @@ class BucketTier:
         self.staging = settings.recordings_dir / STAGING_DIR
         self.store = store
         self.part_bytes = store.part_bytes
-        self._verified: OrderedDict[str, str] = OrderedDict()  # object name -> its checked ETag
 
     def _intact(self, recording_sid: str, fmt: str) -> dict | None:
         """The object's HEAD when it is there and its bytes are the ones uploaded; a changed one is logged."""
@@ -142,23 +138,6 @@ class BucketTier:
     def size(self, recording_sid: str, fmt: str) -> int | None:
         found = self._intact(recording_sid, fmt)
         return found["bytes"] if found else None
-
-    def verified_etag(self, recording_sid: str, fmt: str, known: str | None = None) -> str | None:
-        """The ETag nginx may fetch the object with (If-Match): ``known`` (the uploader's, from Redis),
-        else checked with a HEAD once per process; None when the object is missing or changed.
-        The store itself then refuses bytes that differ."""
-        if known:
-            return known
-        name = f"{recording_sid}.{fmt}"
-        etag = self._verified.get(name)
-        if etag is None:
-            found = self._intact(recording_sid, fmt)
-            if found is None:
-                return None
-            etag = self._verified[name] = found["etag"]
-            if len(self._verified) > VERIFIED_ETAGS:
-                self._verified.popitem(last=False)
-        return etag
 
     def is_complete(self, recording_sid: str, fmt: str) -> bool:
         return self.size(recording_sid, fmt) is not None
@@ -213,7 +192,7 @@ class BucketTier:
             return None
         return StoredFile(path=path, bytes=path.stat().st_size, sha256=storage.file_sha256(path))
 
-    def keep(self, stored: StoredFile, facts: Sidecar) -> str | None:
+    def keep(self, stored: StoredFile, facts: Sidecar) -> None:
         started = time.monotonic()
         # A failed upload leaves the verified file staged: the retry uploads it
         # without asking Twilio again (one media GET per recording).
@@ -229,9 +208,9 @@ class BucketTier:
                 "bytes": stored.bytes,
                 "ms": round((time.monotonic() - started) * 1000, 1),
                 "key": self.store.media_key(facts.recording_sid, facts.format),
+                "etag": etag,
             },
         )
-        return etag
 
     def link_call(
         self, settings: Settings, call_sid: str, recording_sid: str, fmt: str, recorded_at: str | None
@@ -250,16 +229,6 @@ def object_metadata(facts: Sidecar) -> dict[str, str]:
         for name, value in facts.as_dict().items()
         if value is not None and name not in _NOT_METADATA
     }
-
-
-def metadata_headers() -> list[str]:
-    """The response headers a GET of a recording's object carries its metadata in.
-
-    nginx drops them before its edge cache: players need none of them, and
-    every header kept is parsed again on every edge hit.
-    """
-    names = sorted(sidecar.FIELDS - set(_NOT_METADATA)) + [ETAG_KEY]
-    return ["x-amz-meta-" + name.replace("_", "-") for name in names]
 
 
 def for_settings(settings: Settings, store: ObjectStore | None = None) -> Tier:
