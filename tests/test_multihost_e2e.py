@@ -8,7 +8,9 @@ recording is fetched from Twilio once and stored once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -20,6 +22,8 @@ from stack.ports import wait_for
 from stack.rgw import new_bucket
 from worker import signing
 from worker.objectstore import ObjectStore
+
+log = logging.getLogger(__name__)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.s3, pytest.mark.multihost]
 
@@ -141,10 +145,13 @@ def test_host_a_worker_killed_mid_download_leaves_host_b_to_finish(hosts):
     assert webhook(a, call) == 204
     wait_for(lambda: "event=download.start" in worker_logs(a) and sid in worker_logs(a), 15, "A downloading")
     a.procs["worker0"].signal(signal.SIGKILL)
+    killed = time.monotonic()
     a.procs["worker0"].popen.wait(5)
     assert store.head(sid, "mp3") is None  # nothing partial is visible
     b.start_worker("worker0", concurrency=2)
     body = play(b, sid, timeout=90).content
+    # The figure for a reader (pytest -m multihost -o log_cli=true --log-cli-level=INFO).
+    log.info("multihost.recovered after=worker_killed seconds=%.1f", time.monotonic() - killed)
     assert hashlib.sha256(body).digest() == hashlib.sha256(media(a, sid)).digest()
     assert uploads(sid, a, b) == 1
     a.start_worker("worker0-restarted", concurrency=2)  # host A back for the next test
@@ -158,7 +165,9 @@ def test_host_a_stopped_whole_leaves_host_b_playing_everything(hosts):
     wait_for(lambda: all(store.head(c["recording_sid"], "mp3") for c in kept), 60, "kept")
     for name in [name for name in a.procs if name not in ("redis", "simulator")]:  # the shared parts stay
         a.procs.pop(name).stop()
+    stopped = time.monotonic()
     new = create_call(a, 65536)
     assert webhook(b, new) == 204
     for call in [*kept, new]:
         assert play(b, call["recording_sid"]).content == media(a, call["recording_sid"])
+    log.info("multihost.recovered after=host_stopped seconds=%.1f", time.monotonic() - stopped)
