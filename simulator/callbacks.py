@@ -83,7 +83,7 @@ def recording_status_params(
         "RecordingChannels": str(recording["channels"]),
         "RecordingStartTime": recording["start_time"],
         "RecordingSource": recording["source"],
-        "ErrorCode": "0",
+        "ErrorCode": str(recording.get("error_code") or 0) if status in ("absent", "failed") else "0",
     }
     if status == "completed":  # the length is unknown while recording
         params["RecordingDuration"] = recording["duration"]
@@ -124,10 +124,10 @@ def _callback_plan(
         *(
             {
                 "kind": "recording-status",
-                "event": "completed",
+                "event": rec.get("status", "completed"),
                 "sid": rec["sid"],
                 "url": recording_url,
-                "params": recording_status_params(rec, sim_url, account_sid, "completed"),
+                "params": recording_status_params(rec, sim_url, account_sid, rec.get("status", "completed")),
             }
             for rec in recordings
         ),

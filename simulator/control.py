@@ -28,7 +28,11 @@ _DEFAULTS: dict[str, Any] = {
     "date_created": None,
     "from": "+15558675310",
     "to": "+15017122661",
+    "status": "completed",
+    "error_code": None,
 }
+# The ErrorCode Twilio gives a recording that ends with each status, unless the body names one.
+_FINAL_ERROR_CODES = {"completed": None, "absent": 16101, "failed": 16104}
 _CHILD_TO = "+15005550006"  # the number the <Dial> rings
 _PATCH_FIELDS = KNOB_NAMES | {"ready"}
 
@@ -88,6 +92,19 @@ def _date_created(body: Mapping[str, Any]) -> datetime:
     return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _lifecycle(body: Mapping[str, Any]) -> tuple[str | None, int | None]:
+    """(final status, ErrorCode) of the call's recordings: None for ``completed``."""
+    status = _field(body, "status", str)
+    if status not in _FINAL_ERROR_CODES:
+        _fail(f"status must be one of {', '.join(_FINAL_ERROR_CODES)}")
+    code = body.get("error_code", _FINAL_ERROR_CODES[status])
+    if code is not None and (not isinstance(code, int) or isinstance(code, bool) or not 0 < code < 100_000):
+        _fail("error_code must be an integer between 1 and 99999")
+    if status == "completed":
+        return None, None
+    return status, code
+
+
 def _recording_summary(rec: Recording) -> dict[str, Any]:
     return {
         "sid": rec.sid,
@@ -95,6 +112,8 @@ def _recording_summary(rec: Recording) -> dict[str, Any]:
         "duration": str(rec.duration),
         "source": rec.source,
         "channels": 1,
+        "status": rec.final_status or "completed",
+        "error_code": rec.error_code,
         "start_time": rfc2822(rec.date_created),
         "size": rec.size,
         "mp3": {"size": rec.size, "sha256": media_sha256("mp3", rec.size, rec.sid)},
@@ -118,6 +137,7 @@ def create_call() -> tuple[dict[str, Any], int]:
     except ValueError as error:
         _fail(str(error))
     created = _date_created(body)
+    final_status, error_code = _lifecycle(body)
 
     ctx = sim()
     duration = duration_seconds(size)
@@ -146,7 +166,16 @@ def create_call() -> tuple[dict[str, Any], int]:
     # Twilio files <Dial> recordings under the parent call, never the child leg.
     source = "DialVerb" if child else "RecordVerb"
     recordings = [
-        ctx.store.add_recording(parent, size=size, duration=duration, source=source, knobs=knobs) for _ in range(count)
+        ctx.store.add_recording(
+            parent,
+            size=size,
+            duration=duration,
+            source=source,
+            knobs=knobs,
+            final_status=final_status,
+            error_code=error_code,
+        )
+        for _ in range(count)
     ]
     return {
         "account_sid": ctx.account_sid,

@@ -65,6 +65,8 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
     minutes = math.ceil(rec.duration / 60)
     if rec.deleted:
         status = "deleted"
+    elif rec.final_status:
+        status, ready = rec.final_status, False
     else:
         status = "completed" if ready else "processing"
     return {
@@ -83,7 +85,7 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
         "status": status,
         "channels": 1,
         "source": rec.source,
-        "error_code": None,
+        "error_code": rec.error_code,
         "uri": f"{base}.json",
         "encryption_details": None,
         "subresource_uris": {

@@ -51,6 +51,8 @@ class Recording:
     duration: int
     seq: int
     knobs: Knobs
+    final_status: str | None = None  # "absent" or "failed": Twilio ends with no media
+    error_code: int | None = None  # with final_status (16101 too short, 16102 silent)
     ready_at: float = 0.0  # time.monotonic() deadline from ready_in_ms
     ready_override: bool | None = None  # set by PATCH {"ready": ...}
     not_ready_served: int = 0
@@ -75,6 +77,8 @@ class Recording:
             "not_ready_served": self.not_ready_served,
             "failures_served": self.failures_served,
             "deleted": self.deleted,
+            "final_status": self.final_status,
+            "error_code": self.error_code,
             "knobs": self.knobs.to_dict(),
         }
 
@@ -121,10 +125,22 @@ class Store:
             self._calls[call.sid] = call
             return call
 
-    def add_recording(self, call: Call, *, size: int, duration: int, source: str, knobs: Knobs) -> Recording:
+    def add_recording(
+        self,
+        call: Call,
+        *,
+        size: int,
+        duration: int,
+        source: str,
+        knobs: Knobs,
+        final_status: str | None = None,
+        error_code: int | None = None,
+    ) -> Recording:
         """Create a recording filed under ``call`` and return a snapshot of it."""
         with self._lock:
             rec = Recording(
+                final_status=final_status,
+                error_code=error_code,
                 sid=new_sid("RE"),
                 account_sid=call.account_sid,
                 call_sid=call.sid,
@@ -222,7 +238,7 @@ class Store:
         """Decide how to answer one media GET, consuming 404/500 allowances."""
         with self._lock:
             rec = self._find(account_sid, sid, include_deleted=False)
-            if rec is None:
+            if rec is None or rec.final_status:  # absent or failed: Twilio never has media
                 return Outcome.MISSING, None
             if not rec.is_ready():
                 rec.not_ready_served += 1

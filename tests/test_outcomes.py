@@ -8,13 +8,21 @@ import pytest
 import redis as redis_lib
 
 from worker import keys, outcomes, resources, status, tasks
-from worker.errors import IncompleteMedia, LockBusy, RecordingNotFound, StorageError, UpstreamError
+from worker.errors import (
+    IncompleteMedia,
+    LockBusy,
+    RecordingNotFound,
+    RecordingUnavailable,
+    StorageError,
+    UpstreamError,
+    UpstreamNotReady,
+)
 
 RE = "RE" + "1" * 32
 
 
-def settle(exc: Exception, retries: int, settings, redis) -> outcomes.Outcome:
-    return outcomes.settle(exc, retries, RE, "mp3", settings, redis)
+def settle(exc: Exception, retries: int, settings, redis, waits: int = 0) -> outcomes.Outcome:
+    return outcomes.settle(exc, retries, RE, "mp3", settings, redis, waits)
 
 
 def test_a_busy_lock_retries_once_the_holders_ttl_is_over_without_a_limit(settings, redis):
@@ -30,6 +38,38 @@ def test_a_recording_twilio_does_not_know_finishes_and_is_remembered(settings, r
     assert outcome == outcomes.Finish({"sid": RE, "result": "not_found"})
     assert status.get_state(redis, RE, "mp3")["status"] == "not_found"
     assert not status.is_queued(redis, RE, "mp3")  # a later play may ask again
+
+
+@pytest.mark.parametrize(("twilio_status", "code"), [("absent", 16101), ("absent", 16102), ("failed", None)])
+def test_an_absent_or_failed_recording_is_final_with_its_error_code(settings, redis, twilio_status, code):
+    redis.set(keys.queued(RE, "mp3"), "1")
+    outcome = settle(RecordingUnavailable(RE, twilio_status, code), 3, settings, redis)
+    assert outcome == outcomes.Finish({"sid": RE, "result": twilio_status, "error_code": code})
+    assert status.final_state(redis, RE, "mp3") == {**status.get_state(redis, RE, "mp3"), "status": twilio_status}
+    assert status.final_state(redis, RE, "mp3")["error_code"] == code
+    assert not status.is_queued(redis, RE, "mp3")
+
+
+def test_a_recording_still_processing_waits_without_a_limit_or_the_budget(settings, redis):
+    outcome = settle(UpstreamNotReady("processing"), settings.download_max_retries + 5, settings, redis, waits=40)
+    assert isinstance(outcome, outcomes.Retry) and outcome.waited and outcome.max_retries is None
+    assert outcome.countdown <= settings.retry_backoff_max_seconds
+    assert status.get_state(redis, RE, "mp3") is None
+
+
+def test_waits_for_processing_do_not_use_up_the_fault_budget(settings, redis):
+    waits = 7
+    retried = settle(UpstreamError("503"), waits + settings.download_max_retries - 1, settings, redis, waits)
+    assert isinstance(retried, outcomes.Retry) and not retried.waited
+    assert retried.max_retries == settings.download_max_retries + waits  # what Celery counts against
+    failed = settle(UpstreamError("503"), waits + settings.download_max_retries, settings, redis, waits)
+    assert failed == outcomes.Fail()
+
+
+def test_a_recording_processing_for_hours_becomes_a_fault(settings, redis):
+    outcome = settle(UpstreamNotReady("processing"), outcomes.MAX_PROCESSING_WAITS, settings, redis,
+                     waits=outcomes.MAX_PROCESSING_WAITS)  # fmt: skip
+    assert isinstance(outcome, outcomes.Retry) and not outcome.waited
 
 
 @pytest.mark.parametrize(
@@ -69,10 +109,10 @@ def task(settings, redis, monkeypatch):
     """A stand-in for a bound Celery task, and this process's resources on the test's Redis."""
     monkeypatch.setattr(resources, "_current", SimpleNamespace(settings=settings, redis=redis))
 
-    def retry(exc, countdown, max_retries):
-        return Retried(exc, countdown, max_retries)
+    def retry(exc, countdown, max_retries, kwargs):
+        return Retried(exc, countdown, max_retries, kwargs)
 
-    return SimpleNamespace(request=SimpleNamespace(retries=0), retry=retry)
+    return SimpleNamespace(request=SimpleNamespace(retries=0, kwargs={}), retry=retry)
 
 
 def _raises(exc: Exception):
@@ -89,8 +129,16 @@ def test_the_task_returns_what_the_work_returns(task):
 def test_the_task_turns_a_retry_into_celerys_retry(task, settings):
     with pytest.raises(Retried) as raised:
         tasks._settled(task, RE, "mp3", _raises(UpstreamError("reset")))
-    exc, countdown, max_retries = raised.value.args
+    exc, countdown, max_retries, kwargs = raised.value.args
     assert isinstance(exc, UpstreamError) and countdown > 0 and max_retries == settings.download_max_retries
+    assert kwargs == {"waits": 0}
+
+
+def test_the_task_counts_its_waits_for_processing_in_its_keywords(task):
+    task.request.retries, task.request.kwargs = 4, {"waits": 4}
+    with pytest.raises(Retried) as raised:
+        tasks._settled(task, RE, "mp3", _raises(UpstreamNotReady("processing")))
+    assert raised.value.args[2:] == (None, {"waits": 5})
 
 
 def test_the_task_returns_a_finish(task):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.support import ACCOUNT_SID, AUTH_TOKEN, sent_tasks
-from worker import status
+from tests.support import ACCOUNT_SID, API_TOKEN, AUTH_TOKEN, SIGNING_KEY, sent_tasks
+from worker import signing, status
 
 RE = "RE" + "4" * 32
 CA = "CA" + "4" * 32
@@ -53,6 +55,34 @@ def test_other_statuses_are_remembered_not_enqueued(client, app, state):
     assert post_signed(client, "/twilio/recording-status", recording_params(RecordingStatus=state)).status_code == 204
     assert sent_tasks(app) == []
     assert status.last_webhook(app.extensions["recording_cache"].redis, RE)["status"] == state
+
+
+@pytest.mark.parametrize(("state", "code", "kept"), [("absent", "16101", 16101), ("failed", "0", None)])
+def test_an_absent_or_failed_recording_plays_404_with_its_reason_and_is_never_fetched(client, app, state, code, kept):
+    params = recording_params(RecordingStatus=state, ErrorCode=code, RecordingDuration=None)
+    assert post_signed(client, "/twilio/recording-status", params).status_code == 204
+    path = f"/recordings/{RE}.mp3"
+    expires = int(time.time()) + 60
+    original = f"{path}?expires={expires}&sig={signing.signature(path, expires, SIGNING_KEY)}"
+    played = client.get("/internal/playback-miss", headers={"X-Original-URI": original})
+    assert played.status_code == 404
+    assert played.get_json() == {
+        "sid": RE,
+        "status": state,
+        "error_code": kept,
+        "reason": f"Twilio marks this recording {state}: it has no media",
+    }
+    described = client.get(f"/api/recordings/{RE}", headers={"Authorization": f"Bearer {API_TOKEN}"}).get_json()
+    assert (described["status"], described["error_code"]) == (state, kept)
+    assert sent_tasks(app) == []  # neither the webhook nor the play asks Twilio
+
+
+@pytest.mark.parametrize("code", ["sixteen", "-1", "1e5", "١٦١٠١", "1" * 12])
+def test_a_malformed_error_code_is_400_and_changes_nothing(client, app, code):
+    params = recording_params(RecordingStatus="absent", ErrorCode=code)
+    response = post_signed(client, "/twilio/recording-status", params)
+    assert response.status_code == 400 and "ErrorCode" in response.get_json()["error"]
+    assert status.get_state(app.extensions["recording_cache"].redis, RE, "mp3") is None
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from flask import Blueprint, abort, jsonify, redirect, request
 
-from worker import catalog, metrics, queue, signing
+from worker import catalog, metrics, queue, signing, status
 from worker.errors import StorageError
 from worker.sids import FORMAT, PLAYABLE_SID
 
@@ -60,6 +60,17 @@ def playback_miss():
         return redirect(url, code=302)
     if kept:
         return _come_back(sid, "cached", 0)
+    final = status.final_state(svc.redis, sid, fmt)
+    if final:  # Twilio marks it absent or failed: it will never play
+        response = jsonify(
+            sid=sid,
+            status=final["status"],
+            error_code=final.get("error_code"),
+            reason=f"Twilio marks this recording {final['status']}: it has no media",
+        )
+        response.status_code = 404
+        response.headers["Cache-Control"] = "no-store"
+        return response
     if catalog.is_known_missing(svc.redis, sid, fmt):
         abort(404, "Twilio has no recording for this SID")
     metrics.PLAYBACK_MISSES.inc()

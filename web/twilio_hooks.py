@@ -69,6 +69,14 @@ def _recorded_at(raw: str | None) -> str | None:
         abort(400, f"RecordingStartTime is not an RFC 2822 date: {raw!r}")
 
 
+def _error_code() -> int | None:
+    """ErrorCode of a recording callback (16101 too short, 16102 silent…); Twilio sends "0" for none."""
+    raw = request.form.get("ErrorCode", "")
+    if raw and not (raw.isascii() and raw.isdigit() and len(raw) <= 9):
+        abort(400, f"ErrorCode must be a number, got {raw[:20]!r}")
+    return int(raw) if raw and int(raw) else None
+
+
 @bp.post("/recording-status")
 def recording_status():
     """Twilio's recordingStatusCallback: on ``completed``, enqueue the download."""
@@ -81,6 +89,7 @@ def recording_status():
     if recording_status not in RECORDING_STATUSES:
         abort(400, f"RecordingStatus must be one of {', '.join(RECORDING_STATUSES)}, got {recording_status!r}")
     recorded_at = _recorded_at(form.get("RecordingStartTime"))
+    error_code = _error_code()
     settings, svc = services().settings, services()
     url = form.get("RecordingUrl", "")
     if url and not twilio_api.is_twilio_url(settings, url):
@@ -99,6 +108,8 @@ def recording_status():
         )
     else:
         status.remember_webhook(svc.redis, recording_sid, recording_status, call_sid)
+        if recording_status in status.FINAL_STATUSES:  # never any media: players get 404, no fetch
+            status.set_final(svc.redis, recording_sid, settings.recording_format, recording_status, error_code)
     metrics.WEBHOOKS.labels("recording", recording_status).inc()
     log.info(
         "webhook.recording_status",

@@ -42,7 +42,9 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
         info["status"] = "downloading"
         return info
     state = status.get_state(r, sid, fmt)
-    if state and state["status"] == "failed":
+    if state and state.get("final"):  # Twilio's own absent or failed
+        info.update(status=state["status"], error_code=state.get("error_code"))
+    elif state and state["status"] == "failed":
         info.update(status="failed", error=state.get("error"))
     elif status.is_queued(r, sid, fmt):
         info["status"] = "pending"

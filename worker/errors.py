@@ -25,6 +25,16 @@ class RecordingNotFound(RecordingCacheError):
     """Twilio does not know the recording or call at all; final."""
 
 
+class RecordingUnavailable(RecordingNotFound):
+    """Twilio knows the recording and marks it ``absent`` or ``failed`` (with an
+    ErrorCode, e.g. 16101 too short, 16102 silent and deleted); final."""
+
+    def __init__(self, recording_sid: str, status: str, error_code: int | None):
+        code = f" (error {error_code})" if error_code else ""
+        super().__init__(f"Twilio marks {recording_sid} {status}{code}")
+        self.status, self.error_code = status, error_code
+
+
 class IncompleteMedia(UpstreamError):
     """The body ended before Content-Length or is not audio of the format."""
 

@@ -20,7 +20,7 @@ from redis.exceptions import LockNotOwnedError
 
 from . import metrics, sidecar, status, storage, tiers, twilio_api
 from .config import Settings
-from .errors import LockBusy, LockLost, RecordingNotFound, UpstreamNotReady
+from .errors import LockBusy, LockLost, RecordingUnavailable, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
 from .sids import is_sid, require_format, require_sid
 
@@ -143,6 +143,7 @@ def _download(
     resource = None
     if call_sid is None:
         resource, call_sid = _recording_and_call(session, settings, recording_sid)
+        _raise_if_final(recording_sid, resource)  # no media GET for a recording Twilio has none of
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
     log.info(
@@ -154,8 +155,7 @@ def _download(
         # Twilio answers 404 both before the media is ready and for SIDs it
         # never had; the resource tells the two apart.
         resource = resource or twilio_api.get_recording(session, settings, recording_sid)
-        if resource.get("status") in FINAL_TWILIO_STATUSES:
-            raise RecordingNotFound(f"Twilio marks {recording_sid} {resource['status']}") from None
+        _raise_if_final(recording_sid, resource)
         raise
     with media:
         stored = storage.write_media(
@@ -212,6 +212,18 @@ def _facts(
         recorded_at=recorded_at or _recorded_at(resource),
         downloaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _raise_if_final(recording_sid: str, resource: dict) -> None:
+    """RecordingUnavailable when Twilio's resource says the recording will never have media."""
+    if resource.get("status") in FINAL_TWILIO_STATUSES:
+        raise RecordingUnavailable(recording_sid, resource["status"], _error_code(resource))
+
+
+def _error_code(resource: dict) -> int | None:
+    """The resource's ``error_code`` when it is a number (Twilio gives null or an integer)."""
+    code = resource.get("error_code")
+    return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
 def _checked_call_sid(recording_sid: str, call_sid: object) -> str | None:

@@ -21,9 +21,13 @@ import redis
 
 from . import metrics, status
 from .config import Settings
-from .errors import LockBusy, RecordingNotFound, UpstreamError
+from .errors import LockBusy, RecordingNotFound, RecordingUnavailable, UpstreamError, UpstreamNotReady
 
 log = logging.getLogger(__name__)
+
+# Waits for Twilio's processing before a recording still not ready counts as a
+# fault: about 8 hours at the default backoff's ceiling.
+MAX_PROCESSING_WAITS = 100
 
 # What the task may raise and still be settled here; anything else is a bug.
 HANDLED = (LockBusy, RecordingNotFound, UpstreamError, redis.RedisError)
@@ -31,10 +35,15 @@ HANDLED = (LockBusy, RecordingNotFound, UpstreamError, redis.RedisError)
 
 @dataclass(frozen=True)
 class Retry:
-    """Run the task again in ``countdown`` seconds (``max_retries`` None: no limit)."""
+    """Run the task again in ``countdown`` seconds (``max_retries`` None: no limit).
+
+    ``waited``: this retry waits for Twilio to finish processing the recording;
+    the task counts those apart, and they do not use up the retry budget.
+    """
 
     countdown: float
     max_retries: int | None
+    waited: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,19 +67,37 @@ def backoff(retries: int, settings: Settings, uniform=random.uniform) -> float:
     return round(uniform(ceiling / 2, ceiling), 3)
 
 
-def settle(exc: Exception, retries: int, sid: str, fmt: str, settings: Settings, r: redis.Redis) -> Outcome:
-    """The outcome of a fetch of ``sid`` that raised ``exc`` after ``retries`` retries."""
+def settle(
+    exc: Exception, retries: int, sid: str, fmt: str, settings: Settings, r: redis.Redis, waits: int = 0
+) -> Outcome:
+    """The outcome of a fetch of ``sid`` that raised ``exc`` after ``retries`` retries,
+    ``waits`` of them for Twilio's processing."""
     if isinstance(exc, LockBusy):
         # Wait out the holder's TTL: if it is alive the file will be there,
         # if it died (SIGKILL, lost host) its lock expires and we take over.
         countdown = round(exc.ttl_left + random.uniform(0.2, 1.0), 3)
         log.info("download.lock_busy", extra={"sid": sid, "format": fmt, "countdown_s": countdown})
         return Retry(countdown, max_retries=None)
+    if isinstance(exc, RecordingUnavailable) and exc.status in status.FINAL_STATUSES:
+        status.set_final(r, sid, fmt, exc.status, exc.error_code)
+        status.release_enqueue(r, sid, fmt)
+        log.warning(
+            "recording.unavailable",
+            extra={"recording_sid": sid, "format": fmt, "twilio_status": exc.status, "error_code": exc.error_code},
+        )
+        return Finish({"sid": sid, "result": exc.status, "error_code": exc.error_code})
     if isinstance(exc, RecordingNotFound):
         status.set_state(r, sid, fmt, "not_found", error=str(exc))
         status.release_enqueue(r, sid, fmt)
         log.warning("recording.not_found", extra={"sid": sid, "format": fmt, "reason": str(exc)})
         return Finish({"sid": sid, "result": "not_found"})
+    if isinstance(exc, UpstreamNotReady) and waits < MAX_PROCESSING_WAITS:
+        # Twilio is still processing the recording: worth waiting for, at the
+        # backoff's pace, without using up the budget kept for faults.
+        countdown = backoff(waits, settings)
+        log.info("download.processing", extra={"recording_sid": sid, "format": fmt, "countdown_s": countdown})
+        return Retry(countdown, max_retries=None, waited=True)
+    retries -= waits
     attempts = retries + 1
     if retries >= settings.download_max_retries:
         status.set_state(r, sid, fmt, "failed", error=str(exc), attempts=attempts)
@@ -86,4 +113,4 @@ def settle(exc: Exception, retries: int, sid: str, fmt: str, settings: Settings,
         "download.retry",
         extra={"recording_sid": sid, "format": fmt, "attempt": attempts, "countdown_s": countdown, "reason": str(exc)},
     )
-    return Retry(countdown, max_retries=settings.download_max_retries)
+    return Retry(countdown, max_retries=settings.download_max_retries + waits)

@@ -22,6 +22,21 @@ def set_state(r: redis.Redis, sid: str, fmt: str, status: str, **facts: object) 
     r.set(keys.state(sid, fmt), value, ex=ttl)
 
 
+# Twilio's final recording statuses: the recording will never have media.
+FINAL_STATUSES = ("absent", "failed")
+
+
+def set_final(r: redis.Redis, sid: str, fmt: str, twilio_status: str, error_code: int | None) -> None:
+    """Remember that Twilio marks the recording ``absent`` or ``failed``: never fetched again."""
+    set_state(r, sid, fmt, twilio_status, error_code=error_code, final=True)
+
+
+def final_state(r: redis.Redis, sid: str, fmt: str) -> dict | None:
+    """The state Twilio's final status left (``status``, ``error_code``), or None."""
+    state = get_state(r, sid, fmt)
+    return state if state and state.get("final") else None
+
+
 def get_state(r: redis.Redis, sid: str, fmt: str) -> dict | None:
     """The latest remembered state, or None."""
     raw = r.get(keys.state(sid, fmt))

@@ -12,22 +12,38 @@ from .maintenance import evict, playlog, reconcile, retention
 
 
 def _settled(task: Task, sid: str, fmt: str, work: Callable[[], dict]) -> dict:
-    """Run ``work``; on a fetch's failure, retry, finish or fail as ``outcomes.settle`` says."""
+    """Run ``work``; on a fetch's failure, retry, finish or fail as ``outcomes.settle`` says.
+
+    The retries that waited for Twilio's processing travel in the task's
+    ``waits`` keyword, so that ``settle`` can leave them out of the budget.
+    """
     res = resources.current()
+    waits = int((task.request.kwargs or {}).get("waits", 0))
     try:
         return work()
     except outcomes.HANDLED as exc:
-        outcome = outcomes.settle(exc, task.request.retries, sid, fmt, res.settings, res.redis)
+        outcome = outcomes.settle(exc, task.request.retries, sid, fmt, res.settings, res.redis, waits)
         if isinstance(outcome, outcomes.Retry):
-            raise task.retry(exc=exc, countdown=outcome.countdown, max_retries=outcome.max_retries) from None
+            kwargs = {**(task.request.kwargs or {}), "waits": waits + outcome.waited}
+            raise task.retry(
+                exc=exc, countdown=outcome.countdown, max_retries=outcome.max_retries, kwargs=kwargs
+            ) from None
         if isinstance(outcome, outcomes.Finish):
             return outcome.result
         raise
 
 
-@shared_task(bind=True, name="recordings.fetch")
+# max_retries=None on the task: Celery's retry(max_retries=None) falls back to
+# the task's own limit (3 by default), and outcomes' Retry(max_retries=None)
+# (a busy lock, Twilio still processing) means no limit.
+@shared_task(bind=True, name="recordings.fetch", max_retries=None)
 def fetch_recording_task(
-    self: Task, recording_sid: str, fmt: str, call_sid: str | None = None, recorded_at: str | None = None
+    self: Task,
+    recording_sid: str,
+    fmt: str,
+    call_sid: str | None = None,
+    recorded_at: str | None = None,
+    waits: int = 0,
 ) -> dict:
     """Download a recording by RecordingSid (from a webhook or a playback miss)."""
     res = resources.current()
@@ -41,8 +57,8 @@ def fetch_recording_task(
     return _settled(self, recording_sid, fmt, work)
 
 
-@shared_task(bind=True, name="recordings.fetch_call")
-def fetch_call_task(self: Task, call_sid: str, fmt: str) -> dict:
+@shared_task(bind=True, name="recordings.fetch_call", max_retries=None)
+def fetch_call_task(self: Task, call_sid: str, fmt: str, waits: int = 0) -> dict:
     """Resolve a CallSid (parent or child leg) to its recording and fetch it."""
     res = resources.current()
 

@@ -1,0 +1,80 @@
+"""Every kind of recording a Twilio account produces, end to end: real
+redis-server, Celery worker, gunicorn, nginx and the Twilio simulator."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from simulator.callbacks import place_call
+from stack.local import Stack
+from stack.ports import wait_for
+from worker import signing
+
+pytestmark = [pytest.mark.e2e, pytest.mark.twilio_kinds]
+
+# A short backoff, and a budget of one retry for faults: what the processing test needs to show.
+QUICK = {"RETRY_BACKOFF_SECONDS": "0.2", "RETRY_BACKOFF_MAX_SECONDS": "0.5", "DOWNLOAD_MAX_RETRIES": "1"}
+
+
+def signed(stack: Stack, sid: str, fmt: str = "mp3") -> str:
+    return stack.http_url + signing.signed_url(sid, fmt, stack.signing_key, 600)
+
+
+def described(stack: Stack, sid: str) -> dict:
+    headers = {"Authorization": f"Bearer {stack.api_token}"}
+    return requests.get(f"{stack.http_url}/api/recordings/{sid}", headers=headers, timeout=10).json()
+
+
+@pytest.fixture(scope="module")
+def kinds_stack(tmp_path_factory):
+    with Stack(tmp_path_factory.mktemp("kinds"), overrides=QUICK) as running:
+        yield running.start_all(workers=1, concurrency=2)
+
+
+@pytest.mark.parametrize(("twilio_status", "error_code"), [("absent", 16101), ("absent", 16102), ("failed", 16104)])
+def test_an_absent_or_failed_recording_is_final_404_with_its_reason(kinds_stack, twilio_status, error_code):
+    stack = kinds_stack
+    call = place_call(
+        stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, status=twilio_status, error_code=error_code
+    )
+    assert set(call["callback_statuses"]) == {204}
+    sid = call["recording_sid"]
+    played = requests.get(signed(stack, sid), timeout=10)
+    assert played.status_code == 404
+    assert played.json()["status"] == twilio_status and played.json()["error_code"] == error_code
+    assert (described(stack, sid)["status"], described(stack, sid)["error_code"]) == (twilio_status, error_code)
+    assert stack.media_gets(sid) == 0  # never asked for media Twilio does not have
+
+
+def test_a_play_before_the_callback_asks_twilio_once_then_answers_404(kinds_stack):
+    stack = kinds_stack
+    call = stack.sim("POST", "/_sim/calls", json={"size": 65536, "status": "absent"}).json()  # no callbacks
+    sid = call["recording_sid"]
+    first = requests.get(signed(stack, sid), timeout=10)
+    assert first.status_code == 202  # unknown yet: the worker asks Twilio
+
+    def final() -> dict | None:  # the 404's body (a 404 Response itself is falsy)
+        response = requests.get(signed(stack, sid), timeout=10)
+        return response.json() if response.status_code == 404 else None
+
+    assert wait_for(final, 30, "the play to learn the recording is absent")["error_code"] == 16101
+    assert stack.media_gets(sid) == 0  # Twilio's resource said absent: no media GET at all
+    for _ in range(3):
+        assert requests.get(signed(stack, sid), timeout=10).status_code == 404
+    assert stack.media_gets(sid) == 0
+
+
+def test_a_recording_still_processing_is_waited_for_beyond_the_retry_budget(kinds_stack):
+    stack = kinds_stack
+    # Media 404 (processing) for the first 6 GETs; DOWNLOAD_MAX_RETRIES is 1.
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, ready_after=6)
+    sid = call["recording_sid"]
+
+    def played():
+        response = requests.get(signed(stack, sid), timeout=10)
+        return response.status_code == 200 and response
+
+    assert wait_for(played, 60, "the recording once Twilio has processed it").content
+    assert stack.media_gets(sid) == 7
+    assert described(stack, sid)["status"] == "cached"
