@@ -8,6 +8,7 @@ import pytest
 
 from tests.support import ACCOUNT_SID, make_settings
 from worker import cli as worker_cli
+from worker import twilio_api
 from worker.config import load_settings, merged_environment
 from worker.errors import ConfigError
 
@@ -197,3 +198,45 @@ def test_a_dotenv_folder_such_as_a_virtualenv_is_not_an_env_file(tmp_path, monke
     monkeypatch.chdir(tmp_path)
     (tmp_path / ".env").mkdir()
     assert merged_environment({"HTTP_PORT": "9000"}) == {"HTTP_PORT": "9000"}
+
+
+def _regional(tmp_path, **overrides: str):
+    return make_settings(tmp_path, **{"TWILIO_API_BASE_URL": "", **overrides})
+
+
+def test_a_region_and_an_edge_pick_twilios_regional_origin_for_everything(tmp_path):
+    settings = _regional(tmp_path, TWILIO_REGION="ie1", TWILIO_EDGE="dublin")
+    origin = "https://api.dublin.ie1.twilio.com"
+    assert settings.twilio_api_base_url == origin
+    assert twilio_api.media_url(settings, "RE" + "a" * 32, "mp3").startswith(f"{origin}/2010-04-01/Accounts/")
+    assert twilio_api.make_client(settings).api.base_url == origin  # the REST lists and lookups too
+    assert twilio_api.is_twilio_url(settings, f"{origin}/2010-04-01/Accounts/{ACCOUNT_SID}/Recordings/RE1")
+    for forged in (
+        "https://api.twilio.com/2010-04-01/Accounts/x",  # the US origin is another origin now
+        "https://api.dublin.ie1.twilio.com.evil.test/2010-04-01/Accounts/x",
+        "https://api.dublin.ie1.twilio.com@evil.test/2010-04-01/Accounts/x",
+        "https://api.sydney.au1.twilio.com/2010-04-01/Accounts/x",
+    ):
+        assert not twilio_api.is_twilio_url(settings, forged), forged
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"TWILIO_REGION": "ie1"}, "TWILIO_EDGE is required with TWILIO_REGION"),
+        ({"TWILIO_EDGE": "dublin"}, "TWILIO_REGION is required with TWILIO_EDGE"),
+        ({"TWILIO_REGION": "ie1.evil.test", "TWILIO_EDGE": "dublin"}, "TWILIO_REGION is malformed"),
+        ({"TWILIO_REGION": "ie1", "TWILIO_EDGE": "dublin/x"}, "TWILIO_EDGE is malformed"),
+        (
+            {"TWILIO_REGION": "ie1", "TWILIO_EDGE": "dublin", "TWILIO_API_BASE_URL": "http://twilio.test"},
+            "not both",
+        ),
+        (
+            {"TWILIO_REGION": "ie1", "TWILIO_EDGE": "dublin", "TWILIO_ACCOUNT_SID": "", "TWILIO_AUTH_TOKEN": ""},
+            "need Twilio credentials",
+        ),
+    ],
+)
+def test_a_region_setting_that_cannot_work_is_one_clear_error(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        _regional(tmp_path, **overrides)

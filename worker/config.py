@@ -171,6 +171,27 @@ def _redis_url(raw: str) -> str:
     return raw
 
 
+_REGION_PART = re.compile(r"[a-z][a-z0-9-]{0,30}[a-z0-9]")
+
+
+def _regional_origin(env: Mapping[str, str], is_demo: bool) -> str | None:
+    """``https://api.{edge}.{region}.twilio.com`` from TWILIO_REGION and TWILIO_EDGE (both or neither)."""
+    region, edge = _read(env, "TWILIO_REGION"), _read(env, "TWILIO_EDGE")
+    if not region and not edge:
+        return None
+    if not (region and edge):
+        given, missing = ("TWILIO_REGION", "TWILIO_EDGE") if region else ("TWILIO_EDGE", "TWILIO_REGION")
+        raise ConfigError(f"{missing} is required with {given}: Twilio's regional host names both")
+    for name, value in (("TWILIO_REGION", region), ("TWILIO_EDGE", edge)):
+        if not _REGION_PART.fullmatch(value):
+            raise ConfigError(f"{name} is malformed: expected a name such as ie1 or dublin, got {value!r}")
+    if is_demo:
+        raise ConfigError("TWILIO_REGION and TWILIO_EDGE need Twilio credentials: demo mode talks to the simulator")
+    if _read(env, "TWILIO_API_BASE_URL"):
+        raise ConfigError("set TWILIO_API_BASE_URL or TWILIO_REGION and TWILIO_EDGE, not both: each picks the origin")
+    return f"https://api.{edge}.{region}.twilio.com"
+
+
 def _path_setting(env: Mapping[str, str], name: str, default: str) -> Path:
     raw = _read(env, name) or default
     try:
@@ -269,11 +290,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     runtime_dir = _path_setting(env, "RUNTIME_DIR", "./run")
     is_demo = account_sid is None
     secrets = _secrets(env, recordings_dir, is_demo)
+    regional = _regional_origin(env, is_demo)
     if is_demo:
         account_sid, auth_token = secrets["TWILIO_ACCOUNT_SID"], secrets["TWILIO_AUTH_TOKEN"]
         default_api = f"http://127.0.0.1:{simulator_port}"
     else:
-        default_api = DEFAULT_API_BASE_URL
+        default_api = regional or DEFAULT_API_BASE_URL
 
     return Settings(
         twilio_account_sid=account_sid,
