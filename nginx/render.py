@@ -19,7 +19,7 @@ from worker import atomic, objectstore
 from worker.config import Settings, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
-from worker.sids import FORMAT, PLAYABLE_SID, pattern
+from worker.sids import FORMAT, INDEX_SID, PLAYABLE_SID, pattern
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 # Debian's libnginx-mod-http-js, and the official nginx image's (the same path there).
@@ -84,7 +84,7 @@ def render(
         signing_key=settings.playback_signing_key,
         playable_sid=PLAYABLE_SID,
         recording_sid=pattern("RE"),
-        call_sid=pattern("CA"),
+        index_sid=INDEX_SID,
         media_format=FORMAT,
         bucket=bucket_origin(settings, check_njs=nginx_here),
         edge_cache_dir=settings.edge_cache_dir,

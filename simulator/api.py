@@ -80,12 +80,13 @@ def _recording_page(account_sid: str, call_sid: str | None) -> dict[str, Any]:
     ctx = sim()
     req = parse_page_request(request.args, _RECORDING_FILTERS)
     created_ok = date_filter(request.args)
-    conference = request.args.get("ConferenceSid")
-    items = [
-        rec
-        for rec in ctx.store.recordings(account_sid, call_sid=call_sid, include_deleted=_flag("IncludeSoftDeleted"))
-        if created_ok(rec.date_created) and not conference  # no conference recordings
-    ]
+    recordings = ctx.store.recordings(
+        account_sid,
+        call_sid=call_sid,
+        conference_sid=request.args.get("ConferenceSid") or None,
+        include_deleted=_flag("IncludeSoftDeleted"),
+    )
+    items = [rec for rec in recordings if created_ok(rec.date_created)]
     base_url = ctx.api_base_url()
     return build_page(
         items,

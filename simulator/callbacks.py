@@ -73,9 +73,11 @@ def recording_status_params(
     recording: Mapping[str, Any], sim_url: str, account_sid: str, status: str
 ) -> dict[str, str]:
     """Return the form fields of a recording-status callback (``in-progress``/``completed``)."""
+    # A conference's recording comes with its ConferenceSid and no call leg.
+    owner = {"ConferenceSid": recording["conference_sid"]} if recording.get("conference_sid") else {}
     params = {
         "AccountSid": account_sid,
-        "CallSid": recording["call_sid"],
+        **({"CallSid": recording["call_sid"]} if recording.get("call_sid") else owner),
         "RecordingSid": recording["sid"],
         # Twilio sends the media URL without an extension.
         "RecordingUrl": (f"{sim_url.rstrip('/')}/{API_VERSION}/Accounts/{account_sid}/Recordings/{recording['sid']}"),

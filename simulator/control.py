@@ -13,7 +13,7 @@ from simulator.context import sim
 from simulator.knobs import KNOB_NAMES, Knobs, apply_knobs
 from simulator.media import exact_media_response
 from simulator.resources import call_json, rfc2822
-from simulator.state import Call, Recording
+from simulator.state import Call, Recording, new_sid
 
 bp = Blueprint("control", __name__, url_prefix="/_sim")
 
@@ -30,6 +30,7 @@ _DEFAULTS: dict[str, Any] = {
     "to": "+15017122661",
     "status": "completed",
     "error_code": None,
+    "conference": False,
 }
 # The ErrorCode Twilio gives a recording that ends with each status, unless the body names one.
 _FINAL_ERROR_CODES = {"completed": None, "absent": 16101, "failed": 16104}
@@ -109,6 +110,7 @@ def _recording_summary(rec: Recording) -> dict[str, Any]:
     return {
         "sid": rec.sid,
         "call_sid": rec.call_sid,
+        "conference_sid": rec.conference_sid,
         "duration": str(rec.duration),
         "source": rec.source,
         "channels": 1,
@@ -163,8 +165,10 @@ def create_call() -> tuple[dict[str, Any], int]:
             status="completed",
             duration=duration,
         )
-    # Twilio files <Dial> recordings under the parent call, never the child leg.
-    source = "DialVerb" if child else "RecordVerb"
+    # Twilio files <Dial> recordings under the parent call, never the child leg;
+    # a conference's recordings under the conference, with no call at all.
+    conference_sid = new_sid("CF") if _field(body, "conference", bool) else None
+    source = "StartConferenceRecordingAPI" if conference_sid else "DialVerb" if child else "RecordVerb"
     recordings = [
         ctx.store.add_recording(
             parent,
@@ -174,6 +178,7 @@ def create_call() -> tuple[dict[str, Any], int]:
             knobs=knobs,
             final_status=final_status,
             error_code=error_code,
+            conference_sid=conference_sid,
         )
         for _ in range(count)
     ]
@@ -181,6 +186,7 @@ def create_call() -> tuple[dict[str, Any], int]:
         "account_sid": ctx.account_sid,
         "call_sid": parent.sid,
         "child_call_sid": child.sid if child else None,
+        "conference_sid": conference_sid,
         "recording_sids": [rec.sid for rec in recordings],
         "recording_sid": recordings[-1].sid if recordings else None,
         "recordings": [_recording_summary(rec) for rec in recordings],

@@ -73,7 +73,7 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
         "account_sid": rec.account_sid,
         "api_version": API_VERSION,
         "call_sid": rec.call_sid,
-        "conference_sid": None,
+        "conference_sid": rec.conference_sid,
         "date_created": rfc2822(rec.date_created),
         "date_updated": rfc2822(rec.date_created + timedelta(seconds=rec.duration)),
         "start_time": rfc2822(rec.date_created),

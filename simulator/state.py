@@ -44,13 +44,14 @@ class Recording:
 
     sid: str
     account_sid: str
-    call_sid: str
+    call_sid: str | None  # None for a conference's recording
     size: int
     source: str
     date_created: datetime
     duration: int
     seq: int
     knobs: Knobs
+    conference_sid: str | None = None  # a conference's recording (Source Conference / StartConferenceRecordingAPI)
     final_status: str | None = None  # "absent" or "failed": Twilio ends with no media
     error_code: int | None = None  # with final_status (16101 too short, 16102 silent)
     ready_at: float = 0.0  # time.monotonic() deadline from ready_in_ms
@@ -71,6 +72,7 @@ class Recording:
         return {
             "sid": self.sid,
             "call_sid": self.call_sid,
+            "conference_sid": self.conference_sid,
             "size": self.size,
             "ready": self.is_ready(),
             "ready_override": self.ready_override,
@@ -135,15 +137,18 @@ class Store:
         knobs: Knobs,
         final_status: str | None = None,
         error_code: int | None = None,
+        conference_sid: str | None = None,
     ) -> Recording:
-        """Create a recording filed under ``call`` and return a snapshot of it."""
+        """Create a recording filed under ``call``, or under ``conference_sid``
+        (with no call, as Twilio files a conference's), and return a snapshot of it."""
         with self._lock:
             rec = Recording(
                 final_status=final_status,
                 error_code=error_code,
+                conference_sid=conference_sid,
                 sid=new_sid("RE"),
                 account_sid=call.account_sid,
-                call_sid=call.sid,
+                call_sid=None if conference_sid else call.sid,
                 size=size,
                 source=source,
                 date_created=call.date_created,
@@ -174,7 +179,12 @@ class Store:
         return rec if include_deleted or not rec.deleted else None
 
     def recordings(
-        self, account_sid: str, *, call_sid: str | None = None, include_deleted: bool = False
+        self,
+        account_sid: str,
+        *,
+        call_sid: str | None = None,
+        conference_sid: str | None = None,
+        include_deleted: bool = False,
     ) -> list[Recording]:
         """Return matching recording snapshots, newest first."""
         with self._lock:
@@ -184,6 +194,7 @@ class Store:
                 if rec.account_sid == account_sid
                 and (include_deleted or not rec.deleted)
                 and (call_sid is None or rec.call_sid == call_sid)
+                and (conference_sid is None or rec.conference_sid == conference_sid)
             ]
         return sorted(found, key=order_key, reverse=True)
 

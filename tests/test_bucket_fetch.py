@@ -48,8 +48,8 @@ def _media_gets(twilio, settings) -> int:
 
 def test_a_recording_lands_in_the_bucket_once_with_its_facts_and_call_index(bucket_settings, redis, twilio):
     session, tier = twilio_api.new_session(bucket_settings), tiers.for_settings(bucket_settings)
-    first = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
-    second = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+    first = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, owner_sid=CA, tier=tier)
+    second = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, owner_sid=CA, tier=tier)
     assert (first.result, second.result) == ("downloaded", "cached")
     assert _media_gets(twilio, bucket_settings) == 1
     found = tier.store.head(RE, "mp3")
@@ -69,11 +69,11 @@ def test_a_store_that_refuses_the_upload_keeps_the_download_for_the_retry(bucket
 
     monkeypatch.setattr(tier.store, "upload", refuse)
     with pytest.raises(StorageError):
-        fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+        fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, owner_sid=CA, tier=tier)
     monkeypatch.undo()
     assert tier.store.head(RE, "mp3") is None
     assert [p.name for p in tier.staging.glob("*.mp3")] == [f"{RE}.mp3"]  # verified, staged for the retry
-    retried = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, call_sid=CA, tier=tier)
+    retried = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, owner_sid=CA, tier=tier)
     assert (retried.result, retried.bytes) == ("uploaded", len(MP3))
     assert _media_gets(twilio, bucket_settings) == 1  # the retry did not ask Twilio again
     assert tier.store.head(RE, "mp3")["metadata"]["sha256"] == hashlib.sha256(MP3).hexdigest()
@@ -81,7 +81,7 @@ def test_a_store_that_refuses_the_upload_keeps_the_download_for_the_retry(bucket
 
 
 def _keep_one(settings, redis, tier) -> None:
-    fetch.fetch_recording(RE, "mp3", settings, redis, twilio_api.new_session(settings), call_sid=CA, tier=tier)
+    fetch.fetch_recording(RE, "mp3", settings, redis, twilio_api.new_session(settings), owner_sid=CA, tier=tier)
 
 
 def test_reconcile_enqueues_only_what_the_bucket_lacks(bucket_settings, redis, twilio):

@@ -100,6 +100,18 @@ def test_a_call_sid_plays_its_recording_through_the_call_index(bucket_stack, sto
     assert response.status_code == 206 and response.content == stored["body"][:10]
 
 
+def test_a_conference_sid_plays_its_recording_through_the_index(bucket_stack):
+    call = place_call(
+        bucket_stack.sim_url, bucket_stack.http_url, bucket_stack.account_sid, bucket_stack.auth_token, conference=True
+    )
+    sid, conference = call["recording_sid"], call["conference_sid"]
+    wait_for(lambda: bucket_stack.store.resolve_call(conference, "mp3") == sid, 60, "the conference's index entry")
+    response = requests.get(signed(bucket_stack, conference), headers={"Range": "bytes=0-9"}, timeout=10)
+    assert response.history and response.history[0].status_code == 302
+    body = requests.get(f"{bucket_stack.sim_url}/_sim/media/{sid}.mp3", timeout=10).content
+    assert response.status_code == 206 and response.content == body[:10]
+
+
 def test_a_recording_not_in_the_bucket_is_fetched_from_twilio_once(bucket_stack):
     call = bucket_stack.sim("POST", "/_sim/calls", json={"size": 65536}).json()
     sid = call["recording_sid"]

@@ -51,8 +51,8 @@ def media_gets(twilio, settings):
 
 def test_downloads_once_then_serves_from_the_volume(settings, redis, twilio, session):
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
-    first = fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
-    second = fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    first = fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
+    second = fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     assert (first.result, second.result) == ("downloaded", "cached")
     assert media_gets(twilio, settings) == 1
     assert storage.media_path(settings.recordings_dir, RE, "mp3").read_bytes() == MP3
@@ -63,7 +63,7 @@ def test_downloads_once_then_serves_from_the_volume(settings, redis, twilio, ses
 
 def test_sends_basic_auth_only_to_the_configured_origin(settings, redis, twilio, session):
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
-    fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     request = twilio.calls[0].request
     assert request.url.startswith("http://twilio.test/2010-04-01/Accounts/AC")
     assert request.headers["Authorization"].startswith("Basic ")
@@ -91,7 +91,7 @@ def test_another_holder_of_the_lock_means_no_download(settings, redis, twilio, s
     holder = RecordingLock(redis, RE, "mp3", ttl=5)
     assert holder.acquire()
     with pytest.raises(LockBusy):
-        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     assert len(twilio.calls) == 0
 
 
@@ -99,7 +99,7 @@ def test_media_not_ready_is_retryable(settings, redis, twilio, session):
     twilio.get(media(settings), status=404, json={"code": 20404})
     twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "processing"})
     with pytest.raises(UpstreamNotReady):
-        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     assert not status.is_downloading(redis, RE, "mp3")  # the lock was released
 
 
@@ -108,7 +108,7 @@ def test_recording_twilio_does_not_have_is_final(settings, redis, twilio, sessio
     twilio.get(media(settings), status=404, json={"code": 20404})
     twilio.get(resource(settings), **resource_answer)
     with pytest.raises(RecordingNotFound):
-        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
 
 
 @pytest.mark.parametrize(
@@ -132,7 +132,7 @@ def test_recording_twilio_does_not_have_is_final(settings, redis, twilio, sessio
 def test_upstream_faults_leave_nothing_on_the_volume(settings, redis, twilio, session, answer, error):
     twilio.get(media(settings), **answer)
     with pytest.raises(error):
-        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     assert not storage.is_cached(settings.recordings_dir, RE, "mp3")
     assert not any((settings.recordings_dir / ".tmp").glob("*"))
     assert not status.is_downloading(redis, RE, "mp3")
@@ -239,16 +239,16 @@ def test_a_volume_that_refuses_the_temp_file_is_a_storage_error(settings, redis,
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
     (settings.recordings_dir / ".tmp").write_text("")  # a file where the temp folder goes
     with pytest.raises(StorageError):
-        fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+        fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     assert not storage.is_cached(settings.recordings_dir, RE, "mp3")
 
 
 def test_a_sidecar_lost_after_the_media_landed_is_written_on_the_next_fetch(settings, redis, twilio, session):
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
-    fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA)
+    fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA)
     expected = sidecar.read(settings.recordings_dir, RE, "mp3")
     sidecar.remove(settings.recordings_dir, RE, "mp3")  # as when the volume filled up between media and sidecar
-    assert fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid=CA).result == "cached"
+    assert fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid=CA).result == "cached"
     healed = sidecar.read(settings.recordings_dir, RE, "mp3")
     assert (healed.sha256, healed.bytes, healed.call_sid) == (expected.sha256, len(MP3), CA)
     assert media_gets(twilio, settings) == 1
@@ -270,7 +270,7 @@ def test_a_rewritten_sidecar_keeps_what_twilio_knows(settings, redis, twilio, se
 def test_a_malformed_call_sid_from_a_task_is_replaced_by_twilios(settings, redis, twilio, session):
     twilio.get(resource(settings), json={"sid": RE, "call_sid": CA, "status": "completed"})
     twilio.get(media(settings), body=MP3, headers={"Content-Length": str(len(MP3))})
-    assert fetch.fetch_recording(RE, "mp3", settings, redis, session, call_sid="../../etc").result == "downloaded"
+    assert fetch.fetch_recording(RE, "mp3", settings, redis, session, owner_sid="../../etc").result == "downloaded"
     assert sidecar.read(settings.recordings_dir, RE, "mp3").call_sid == CA
 
 

@@ -3,6 +3,10 @@ redis-server, Celery worker, gunicorn, nginx and the Twilio simulator."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 import requests
 
@@ -78,3 +82,55 @@ def test_a_recording_still_processing_is_waited_for_beyond_the_retry_budget(kind
     assert wait_for(played, 60, "the recording once Twilio has processed it").content
     assert stack.media_gets(sid) == 7
     assert described(stack, sid)["status"] == "cached"
+
+
+def _cli(stack: Stack, *args: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "worker", *args], env=stack.env(), capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _playable(stack: Stack, sid: str) -> bytes:
+    def played():
+        response = requests.get(signed(stack, sid), timeout=10)
+        return response.content if response.status_code == 200 else None
+
+    return wait_for(played, 30, f"{sid} playable")
+
+
+def test_a_conference_recording_plays_by_its_recording_sid_and_its_conference_sid(kinds_stack):
+    stack = kinds_stack
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, conference=True)
+    assert call["recordings"][0]["call_sid"] is None  # filed under the conference alone
+    assert set(call["callback_statuses"]) == {204}  # its callbacks (ConferenceSid, no CallSid) accepted
+    sid, conference = call["recording_sid"], call["conference_sid"]
+    body = requests.get(f"{stack.sim_url}/_sim/media/{sid}.mp3", timeout=10).content
+    assert _playable(stack, sid) == body
+    assert _playable(stack, conference) == body  # the conference's latest recording
+    about = described(stack, conference)
+    assert (about["status"], about["recording_sid"], about["conference_sid"]) == ("cached", sid, conference)
+    assert about["call_sid"] is None
+    assert stack.media_gets(sid) == 1
+
+
+def test_a_conference_sid_asked_first_finds_its_latest_recording(kinds_stack):
+    stack = kinds_stack
+    call = stack.sim("POST", "/_sim/calls", json={"size": 65536, "conference": True, "recordings": 2}).json()
+    latest, conference = call["recording_sid"], call["conference_sid"]
+    assert requests.get(signed(stack, conference), timeout=10).status_code == 202  # never announced: a miss
+    body = requests.get(f"{stack.sim_url}/_sim/media/{latest}.mp3", timeout=10).content
+    assert _playable(stack, conference) == body
+    assert stack.media_gets(latest) == 1
+
+
+def test_reconcile_fetches_a_conference_recording_and_links_its_conference(kinds_stack):
+    stack = kinds_stack
+    call = stack.sim("POST", "/_sim/calls", json={"size": 4096, "conference": True}).json()  # no callbacks
+    report = _cli(stack, "reconcile")
+    assert report["enqueued"] >= 1
+    sid, conference = call["recording_sid"], call["conference_sid"]
+    wait_for(lambda: (stack.recordings / f"{conference}.mp3").exists(), 30, "the conference linked")
+    assert (stack.recordings / f"{conference}.mp3").resolve().name == f"{sid}.mp3"
+    assert stack.media_gets(sid) == 1

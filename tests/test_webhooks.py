@@ -57,6 +57,24 @@ def test_other_statuses_are_remembered_not_enqueued(client, app, state):
     assert status.last_webhook(app.extensions["recording_cache"].redis, RE)["status"] == state
 
 
+CF = "CF" + "c" * 32
+
+
+def test_a_conference_recording_without_a_call_is_enqueued_under_its_conference(client, app):
+    params = recording_params(CallSid=None, ConferenceSid=CF, RecordingSource="StartConferenceRecordingAPI")
+    assert post_signed(client, "/twilio/recording-status", params).status_code == 204
+    assert sent_tasks(app) == [("recordings.fetch", [RE, "mp3", CF, "2026-09-01T10:00:00+00:00"])]
+
+
+@pytest.mark.parametrize("conference", [None, "CF123", "CA" + "c" * 32, "../CF"])
+def test_a_callback_with_neither_call_nor_conference_is_400(client, app, conference):
+    params = recording_params(CallSid=None, ConferenceSid=conference)
+    response = post_signed(client, "/twilio/recording-status", params)
+    assert response.status_code == 400
+    assert ("ConferenceSid" if conference else "CallSid") in response.get_json()["error"]
+    assert sent_tasks(app) == []
+
+
 @pytest.mark.parametrize(("state", "code", "kept"), [("absent", "16101", 16101), ("failed", "0", None)])
 def test_an_absent_or_failed_recording_plays_404_with_its_reason_and_is_never_fetched(client, app, state, code, kept):
     params = recording_params(RecordingStatus=state, ErrorCode=code, RecordingDuration=None)

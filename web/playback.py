@@ -15,7 +15,7 @@ from flask import Blueprint, abort, jsonify, redirect, request
 
 from worker import catalog, metrics, queue, signing, status
 from worker.errors import StorageError
-from worker.sids import FORMAT, PLAYABLE_SID
+from worker.sids import FORMAT, PLAYABLE_SID, is_index_sid
 
 from . import services
 
@@ -53,8 +53,8 @@ def playback_miss():
     except StorageError as exc:  # the bucket is away: the worker's fetch retries until it is back
         log.warning("playback.store_unavailable", extra={"sid": sid, "format": fmt, "reason": str(exc)})
         kept = None
-    if kept and sid.startswith("CA") and settings.bucket is not None:
-        # A bucket has no links: the call index names the recording, and the player follows.
+    if kept and is_index_sid(sid) and settings.bucket is not None:
+        # A bucket has no links: the call (or conference) index names the recording, and the player follows.
         url = signing.signed_url(kept, fmt, settings.playback_signing_key, settings.playback_url_ttl)
         log.info("playback.call_redirect", extra={"sid": sid, "recording_sid": kept, "format": fmt})
         return redirect(url, code=302)

@@ -69,6 +69,14 @@ def _recorded_at(raw: str | None) -> str | None:
         abort(400, f"RecordingStartTime is not an RFC 2822 date: {raw!r}")
 
 
+def _owner_sid(form) -> str:
+    """What the recording is filed under: its CallSid, or for a conference's
+    recording (which Twilio sends without a call leg) its ConferenceSid."""
+    if form.get("CallSid") or not form.get("ConferenceSid"):
+        return require_sid(form.get("CallSid"), "CA", "CallSid")
+    return require_sid(form.get("ConferenceSid"), "CF", "ConferenceSid")
+
+
 def _error_code() -> int | None:
     """ErrorCode of a recording callback (16101 too short, 16102 silent…); Twilio sends "0" for none."""
     raw = request.form.get("ErrorCode", "")
@@ -84,7 +92,7 @@ def recording_status():
     _require_twilio("recording")
     form = request.form
     recording_sid = require_sid(form.get("RecordingSid"), "RE", "RecordingSid")
-    call_sid = require_sid(form.get("CallSid"), "CA", "CallSid")
+    owner_sid = _owner_sid(form)
     recording_status = form.get("RecordingStatus")
     if recording_status not in RECORDING_STATUSES:
         abort(400, f"RecordingStatus must be one of {', '.join(RECORDING_STATUSES)}, got {recording_status!r}")
@@ -102,12 +110,12 @@ def recording_status():
             recording_sid,
             settings.recording_format,
             "webhook",
-            call_sid,
+            owner_sid,
             recorded_at,
             webhook_status=recording_status,
         )
     else:
-        status.remember_webhook(svc.redis, recording_sid, recording_status, call_sid)
+        status.remember_webhook(svc.redis, recording_sid, recording_status, owner_sid)
         if recording_status in status.FINAL_STATUSES:  # never any media: players get 404, no fetch
             status.set_final(svc.redis, recording_sid, settings.recording_format, recording_status, error_code)
     metrics.WEBHOOKS.labels("recording", recording_status).inc()
@@ -115,7 +123,7 @@ def recording_status():
         "webhook.recording_status",
         extra={
             "recording_sid": recording_sid,
-            "call_sid": call_sid,
+            "call_sid" if owner_sid.startswith("CA") else "conference_sid": owner_sid,
             "recording_status": recording_status,
             "enqueued": enqueued,
             "ms": round((time.monotonic() - started) * 1000, 2),

@@ -18,6 +18,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
         "status": "unknown",
         "recording_sid": sid if sid.startswith("RE") else None,
         "call_sid": sid if sid.startswith("CA") else None,
+        "conference_sid": sid if sid.startswith("CF") else None,
         "bytes": None,
         "url": signed_url(sid, fmt, settings.playback_signing_key, settings.playback_url_ttl),
     }
@@ -28,6 +29,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
             status="cached",
             recording_sid=recording_sid,
             call_sid=info["call_sid"] or (facts and facts.call_sid),
+            conference_sid=info["conference_sid"] or (facts and facts.conference_sid),
             bytes=tier.size(recording_sid, fmt),
             sha256=facts and facts.sha256,
             downloaded_at=facts and facts.downloaded_at,

@@ -22,7 +22,7 @@ from . import metrics, sidecar, status, storage, tiers, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingUnavailable, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
-from .sids import is_sid, require_format, require_sid
+from .sids import is_index_sid, is_sid, require_format, require_sid
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +51,14 @@ def fetch_recording(
     settings: Settings,
     r: redis.Redis,
     session: requests.Session,
-    call_sid: str | None = None,
+    owner_sid: str | None = None,
     recorded_at: str | None = None,
     tier: tiers.Tier | None = None,
 ) -> FetchOutcome:
-    """Make sure the recording is kept (volume or bucket), and its call linked; download it if nobody has.
+    """Make sure the recording is kept (volume or bucket), and its owner linked; download it if nobody has.
+
+    ``owner_sid`` is what the recording is filed under: its call (CA…), or a
+    conference's (CF…); None when unknown (it is read from Twilio's resource).
 
     Raises LockBusy when another process holds the lock (the caller retries
     once it may have expired: its holder may have died), RecordingNotFound
@@ -64,11 +67,11 @@ def fetch_recording(
     """
     require_sid(recording_sid, "RE")
     require_format(fmt)
-    call_sid = _checked_call_sid(recording_sid, call_sid)
+    owner_sid = _checked_owner(recording_sid, owner_sid)
     tier = tier or tiers.for_settings(settings)
-    outcome = _fetch_once(recording_sid, fmt, settings, r, session, call_sid, recorded_at, tier)
-    if call_sid and outcome.result == "cached":
-        tier.link_call(settings, call_sid, recording_sid, fmt, recorded_at)
+    outcome = _fetch_once(recording_sid, fmt, settings, r, session, owner_sid, recorded_at, tier)
+    if owner_sid and outcome.result == "cached":
+        tier.link_call(settings, owner_sid, recording_sid, fmt, recorded_at)
     return outcome
 
 
@@ -78,7 +81,7 @@ def _fetch_once(
     settings: Settings,
     r: redis.Redis,
     session: requests.Session,
-    call_sid: str | None,
+    owner_sid: str | None,
     recorded_at: str | None,
     tier: tiers.Tier,
 ) -> FetchOutcome:
@@ -93,11 +96,11 @@ def _fetch_once(
         size = tier.size(recording_sid, fmt)
         if size is not None:
             if not tier.is_complete(recording_sid, fmt):  # only the volume keeps facts apart from media
-                _rewrite_sidecar(settings, session, recording_sid, fmt, call_sid, recorded_at)
+                _rewrite_sidecar(settings, session, recording_sid, fmt, owner_sid, recorded_at)
             return _already_cached(tier, recording_sid, fmt, r, size)
         staged = tier.staged(recording_sid, fmt)
         if staged is not None:  # verified earlier, its keep failed (the store was away): keep it now
-            facts = _facts(settings, recording_sid, fmt, call_sid, staged, None, recorded_at)
+            facts = _facts(settings, recording_sid, fmt, owner_sid, staged, None, recorded_at)
             with renewed(lock, settings.lock_ttl_seconds):
                 tier.keep(staged, facts)
             log.info(
@@ -106,7 +109,7 @@ def _fetch_once(
             return FetchOutcome(recording_sid, "uploaded", bytes=staged.bytes)
         # Holding the lock, any temp file of this recording is a dead holder's.
         storage.remove_partial(tier.staging, recording_sid, fmt)
-        return _download(recording_sid, fmt, settings, r, session, lock, call_sid, recorded_at, tier)
+        return _download(recording_sid, fmt, settings, r, session, lock, owner_sid, recorded_at, tier)
     finally:
         release_quietly(lock, recording_sid=recording_sid, format=fmt)
 
@@ -136,18 +139,18 @@ def _download(
     r: redis.Redis,
     session: requests.Session,
     lock: RecordingLock,
-    call_sid: str | None,
+    owner_sid: str | None,
     recorded_at: str | None,
     tier: tiers.Tier,
 ) -> FetchOutcome:
     resource = None
-    if call_sid is None:
-        resource, call_sid = _recording_and_call(session, settings, recording_sid)
+    if owner_sid is None:
+        resource, owner_sid = _recording_and_call(session, settings, recording_sid)
         _raise_if_final(recording_sid, resource)  # no media GET for a recording Twilio has none of
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
     log.info(
-        "download.start", extra={"recording_sid": recording_sid, "call_sid": call_sid, "format": fmt, "cache": "miss"}
+        "download.start", extra={"recording_sid": recording_sid, "call_sid": owner_sid, "format": fmt, "cache": "miss"}
     )
     try:
         media = twilio_api.open_media(session, settings, recording_sid, fmt)
@@ -168,11 +171,11 @@ def _download(
             part_bytes=tier.part_bytes,
         )
     ms = (time.monotonic() - started) * 1000
-    facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
+    facts = _facts(settings, recording_sid, fmt, owner_sid, stored, resource, recorded_at)
     with renewed(lock, settings.lock_ttl_seconds):  # an upload to a bucket may take longer than the TTL
         tier.keep(stored, facts)
-    if call_sid:
-        tier.link_call(settings, call_sid, recording_sid, fmt, facts.recorded_at)
+    if owner_sid:
+        tier.link_call(settings, owner_sid, recording_sid, fmt, facts.recorded_at)
     _forget_state(r, recording_sid, fmt)
     metrics.DOWNLOADS.labels("succeeded").inc()
     metrics.BYTES_DOWNLOADED.inc(stored.bytes)
@@ -181,7 +184,7 @@ def _download(
         "download.done",
         extra={
             "recording_sid": recording_sid,
-            "call_sid": call_sid,
+            "call_sid": owner_sid,
             "format": fmt,
             "bytes": stored.bytes,
             "ms": round(ms, 1),
@@ -195,7 +198,7 @@ def _facts(
     settings: Settings,
     recording_sid: str,
     fmt: str,
-    call_sid: str | None,
+    owner_sid: str | None,
     stored: storage.StoredFile,
     resource: dict | None,
     recorded_at: str | None,
@@ -206,7 +209,8 @@ def _facts(
         format=fmt,
         bytes=stored.bytes,
         sha256=stored.sha256,
-        call_sid=call_sid,
+        call_sid=owner_sid if is_sid(owner_sid, "CA") else None,
+        conference_sid=owner_sid if is_sid(owner_sid, "CF") else None,
         account_sid=settings.twilio_account_sid,
         duration=(resource or {}).get("duration"),
         recorded_at=recorded_at or _recorded_at(resource),
@@ -226,19 +230,21 @@ def _error_code(resource: dict) -> int | None:
     return code if isinstance(code, int) and not isinstance(code, bool) else None
 
 
-def _checked_call_sid(recording_sid: str, call_sid: object) -> str | None:
-    """``call_sid`` when it is a CallSid; anything else (from Twilio's JSON or a
-    task's arguments) is dropped with a warning: it would become a path and a key."""
-    if call_sid is None or is_sid(call_sid, "CA"):
-        return call_sid  # type: ignore[return-value]
-    log.warning("download.bad_call_sid", extra={"recording_sid": recording_sid, "value": repr(call_sid)[:80]})
+def _checked_owner(recording_sid: str, owner_sid: object) -> str | None:
+    """``owner_sid`` when it is a CallSid or ConferenceSid; anything else (from
+    Twilio's JSON or a task's arguments) is dropped with a warning: it would
+    become a path and a key."""
+    if owner_sid is None or is_index_sid(owner_sid):
+        return owner_sid  # type: ignore[return-value]
+    log.warning("download.bad_owner_sid", extra={"recording_sid": recording_sid, "value": repr(owner_sid)[:80]})
     return None
 
 
 def _recording_and_call(session: requests.Session, settings: Settings, recording_sid: str) -> tuple[dict, str | None]:
-    """Twilio's Recording resource and the CallSid it names, when that is one."""
+    """Twilio's Recording resource and what it is filed under: its call, or
+    (a conference's recording, which has no call) its conference."""
     resource = twilio_api.get_recording(session, settings, recording_sid)
-    return resource, _checked_call_sid(recording_sid, resource.get("call_sid"))
+    return resource, _checked_owner(recording_sid, resource.get("call_sid") or resource.get("conference_sid"))
 
 
 def _rewrite_sidecar(
@@ -246,7 +252,7 @@ def _rewrite_sidecar(
     session: requests.Session,
     recording_sid: str,
     fmt: str,
-    call_sid: str | None,
+    owner_sid: str | None,
     recorded_at: str | None,
 ) -> None:
     """The media landed but its sidecar did not (the volume failed in between): write it from the file.
@@ -254,11 +260,11 @@ def _rewrite_sidecar(
     Under the lock; it never replaces a sidecar that appeared meanwhile.
     """
     resource = None
-    if call_sid is None:
-        resource, call_sid = _recording_and_call(session, settings, recording_sid)
+    if owner_sid is None:
+        resource, owner_sid = _recording_and_call(session, settings, recording_sid)
     path = storage.media_path(settings.recordings_dir, recording_sid, fmt)
     stored = storage.StoredFile(path=path, bytes=path.stat().st_size, sha256=storage.file_sha256(path))
-    facts = _facts(settings, recording_sid, fmt, call_sid, stored, resource, recorded_at)
+    facts = _facts(settings, recording_sid, fmt, owner_sid, stored, resource, recorded_at)
     if sidecar.write(settings.recordings_dir, facts, replace=False):
         log.warning("sidecar.rewritten", extra={"recording_sid": recording_sid, "format": fmt, "bytes": stored.bytes})
 

@@ -30,7 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from .bucket_settings import BucketSettings
 from .errors import StorageError
-from .sids import is_sid, require_format, require_sid
+from .sids import is_sid, require_format, require_index_sid, require_sid
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +175,8 @@ class ObjectStore:
         return self.bucket.key(f"{require_sid(recording_sid, 'RE')}.{require_format(fmt)}")
 
     def call_key(self, call_sid: str, fmt: str) -> str:
-        """The key of a call's index entry."""
-        return self.bucket.key(f"calls/{require_sid(call_sid, 'CA')}.{require_format(fmt)}.json")
+        """The key of a call's (or conference's) index entry."""
+        return self.bucket.key(f"calls/{require_index_sid(call_sid)}.{require_format(fmt)}.json")
 
     def head(self, recording_sid: str, fmt: str) -> dict | None:
         """The stored recording's size and metadata, or None when the bucket lacks it."""

@@ -15,7 +15,10 @@ def enqueue_fetch(
     recorded_at: str | None = None,
     webhook_status: str | None = None,
 ) -> bool:
-    """Queue a fetch of a RecordingSid or CallSid unless one was queued just now.
+    """Queue a fetch of a RecordingSid, CallSid or ConferenceSid unless one was queued just now.
+
+    ``call_sid`` (with a RecordingSid): what the recording is filed under, its
+    call or its conference.
 
     Returns True when a task was sent. One Redis command (worker.publish):
     remember the callback (``webhook_status``), take the enqueue claim, push
@@ -23,6 +26,8 @@ def enqueue_fetch(
     """
     if sid.startswith("RE"):
         name, args = "recordings.fetch", [sid, fmt, call_sid, recorded_at]
+    elif sid.startswith("CF"):
+        name, args = "recordings.fetch_conference", [sid, fmt]
     else:
         name, args = "recordings.fetch_call", [sid, fmt]
     webhook = (webhook_status, call_sid or "") if webhook_status else None

@@ -39,14 +39,16 @@ def _when(recording) -> datetime | None:
     return when if isinstance(when, datetime) else None  # the twilio package keeps what it cannot parse
 
 
-def _latest_completed(client: Client, call_sid: str) -> CallRecording | None:
-    recordings = call_twilio(client.recordings.list, call_sid=call_sid, limit=50)
+def _latest_completed(client: Client, owner_sid: str) -> CallRecording | None:
+    """The latest completed recording filed under a call or a conference."""
+    owner = {"conference_sid": owner_sid} if is_sid(owner_sid, "CF") else {"call_sid": owner_sid}
+    recordings = call_twilio(client.recordings.list, **owner, limit=50)
     done = [rec for rec in recordings if rec.status == "completed" and is_sid(rec.sid, "RE")]
     if not done:
         return None
     latest = max(done, key=lambda rec: _when(rec) or _UNDATED)
     when = _when(latest)
-    return CallRecording(latest.sid, call_sid, when.isoformat(timespec="seconds") if when else None)
+    return CallRecording(latest.sid, owner_sid, when.isoformat(timespec="seconds") if when else None)
 
 
 def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecording:
@@ -73,6 +75,26 @@ def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecor
     if found is None:
         raise RecordingNotFound(f"neither {call_sid} nor its parent {parent} has a completed recording")
     return found
+
+
+def fetch_conference(
+    conference_sid: str,
+    fmt: str,
+    settings: Settings,
+    r: redis.Redis,
+    session: requests.Session,
+    client: Client,
+    tier: tiers.Tier | None = None,
+) -> fetch.FetchOutcome:
+    """A ConferenceSid's latest completed recording, fetched once and linked from the conference."""
+    found = _latest_completed(client, require_sid(conference_sid, "CF"))
+    if found is None:
+        raise RecordingNotFound(f"conference {conference_sid} has no completed recording")
+    outcome = fetch.fetch_recording(
+        found.recording_sid, fmt, settings, r, session, conference_sid, found.recorded_at, tier
+    )
+    status.clear_state(r, conference_sid, fmt)
+    return outcome
 
 
 def fetch_call(

@@ -10,7 +10,10 @@ import re
 from .errors import InvalidSid
 
 FORMATS = ("mp3", "wav")
-PLAYABLE_PREFIXES = ("RE", "CA")
+# What a player may ask for: a RecordingSid, or the SID of a call or a
+# conference, which names its latest recording through an index.
+PLAYABLE_PREFIXES = ("RE", "CA", "CF")
+INDEX_PREFIXES = ("CA", "CF")
 
 
 def pattern(*prefixes: str) -> str:
@@ -20,7 +23,8 @@ def pattern(*prefixes: str) -> str:
 
 PLAYABLE_SID = pattern(*PLAYABLE_PREFIXES)
 FORMAT = "|".join(FORMATS)  # an alternation: every user puts it inside a group
-_SID = re.compile(pattern("AC", "CA", "RE"))
+INDEX_SID = pattern(*INDEX_PREFIXES)
+_SID = re.compile(pattern("AC", "CA", "CF", "RE"))
 
 
 def is_sid(value: object, prefix: str) -> bool:
@@ -29,8 +33,20 @@ def is_sid(value: object, prefix: str) -> bool:
 
 
 def is_playable(value: object) -> bool:
-    """True for the SIDs a player may ask for: a RecordingSid or a CallSid."""
+    """True for the SIDs a player may ask for: a RecordingSid, CallSid or ConferenceSid."""
     return any(is_sid(value, prefix) for prefix in PLAYABLE_PREFIXES)
+
+
+def is_index_sid(value: object) -> bool:
+    """True for a CallSid or ConferenceSid: SIDs that name a recording through an index."""
+    return any(is_sid(value, prefix) for prefix in INDEX_PREFIXES)
+
+
+def require_index_sid(value: object, field: str = "sid") -> str:
+    """Return a CallSid or ConferenceSid, else raise InvalidSid."""
+    if is_index_sid(value):
+        return value  # type: ignore[return-value]
+    raise InvalidSid(f"{field} must be a CallSid (CA…) or ConferenceSid (CF…), got {value!r}")
 
 
 def require_sid(value: object, prefix: str, field: str = "sid") -> str:
@@ -41,10 +57,10 @@ def require_sid(value: object, prefix: str, field: str = "sid") -> str:
 
 
 def require_playable_sid(value: object, field: str = "sid") -> str:
-    """Return a RecordingSid or CallSid; these are the SIDs a player may ask for."""
+    """Return a RecordingSid, CallSid or ConferenceSid; these are the SIDs a player may ask for."""
     if is_playable(value):
         return value  # type: ignore[return-value]
-    raise InvalidSid(f"{field} must be a RecordingSid (RE…) or CallSid (CA…), got {value!r}")
+    raise InvalidSid(f"{field} must be a RecordingSid (RE…), CallSid (CA…) or ConferenceSid (CF…), got {value!r}")
 
 
 def require_format(value: object) -> str:

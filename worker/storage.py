@@ -27,7 +27,7 @@ from pathlib import Path
 
 from . import atomic, sidecar
 from .errors import IncompleteMedia, StorageError
-from .sids import FORMAT, pattern, require_format, require_playable_sid, require_sid
+from .sids import FORMAT, is_sid, pattern, require_format, require_index_sid, require_playable_sid, require_sid
 from .stream_io import BackgroundHash, PartMd5s, Writeback
 
 TMP_DIR = ".tmp"
@@ -137,11 +137,11 @@ def resolve_link(root: Path, sid: str, fmt: str) -> str | None:
 
 
 def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
-    """Point the call's index link at a recording unless a newer one holds it.
+    """Point the call's (or conference's) index link at a recording unless a newer one holds it.
 
     Several recordings on one call: the link follows the latest ``recorded_at``.
     """
-    link = media_path(root, require_sid(call_sid, "CA"), fmt)
+    link = media_path(root, require_index_sid(call_sid), fmt)
     current = resolve_link(root, call_sid, fmt)
     if current == recording_sid:
         return False
@@ -186,7 +186,9 @@ def parent_of(root: Path, child_sid: str) -> str | None:
 
 
 def children_of(root: Path, parent_sid: str) -> list[str]:
-    """Child legs recorded for a parent call."""
+    """Child legs recorded for a parent call (none for a conference)."""
+    if is_sid(parent_sid, "CF"):
+        return []
     folder = root / STATE_DIR / "children" / require_sid(parent_sid, "CA")
     try:
         return sorted(p.name for p in folder.iterdir())

@@ -69,6 +69,20 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str, waits: int = 0) -> dict
     return _settled(self, call_sid, fmt, work)
 
 
+@shared_task(bind=True, name="recordings.fetch_conference", max_retries=None)
+def fetch_conference_task(self: Task, conference_sid: str, fmt: str, waits: int = 0) -> dict:
+    """Fetch a ConferenceSid's latest recording and link the conference to it."""
+    res = resources.current()
+
+    def work() -> dict:
+        outcome = resolve.fetch_conference(
+            conference_sid, fmt, res.settings, res.redis, res.session, res.twilio, res.tier
+        )
+        return outcome.as_dict(conference_sid)
+
+    return _settled(self, conference_sid, fmt, work)
+
+
 @shared_task(name="recordings.record_leg")
 def record_leg_task(child_sid: str, parent_sid: str, fmt: str) -> dict:
     """Keep a child leg's parent on the volume and link it if already cached."""

@@ -20,6 +20,7 @@ from . import calls, objectstore, sidecar, storage
 from .config import Settings
 from .objectstore import ETAG_KEY, ObjectStore
 from .sidecar import Sidecar
+from .sids import is_index_sid
 from .storage import StoredFile
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class BucketTier:
         return self.size(recording_sid, fmt) is not None
 
     def resolve(self, sid: str, fmt: str) -> str | None:
-        recording_sid = self.store.resolve_call(sid, fmt) if sid.startswith("CA") else sid
+        recording_sid = self.store.resolve_call(sid, fmt) if is_index_sid(sid) else sid
         return recording_sid if recording_sid and self.is_complete(recording_sid, fmt) else None
 
     def facts(self, recording_sid: str, fmt: str) -> Sidecar | None:
