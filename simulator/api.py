@@ -13,6 +13,7 @@ from simulator.media import media_response
 from simulator.paging import build_page, date_filter, parse_page_request
 from simulator.resources import (
     API_VERSION,
+    ApiError,
     account_json,
     call_json,
     not_found,
@@ -124,9 +125,13 @@ def recording(account_sid: str, name: str) -> Response | dict[str, Any] | tuple[
         head = Response(status=200, content_type=MEDIA_TYPES[fmt])
         head.headers["Content-Length"] = str(rec.size)
         return head
+    requested = request.args.get("RequestedChannels")
+    if requested not in (None, "1", "2"):
+        raise ApiError(400, 20001, f"RequestedChannels must be 1 or 2, got {requested[:20]!r}")
     ctx.stats.count_media_get(sid, fmt)
+    ctx.stats.count_requested_channels(sid, requested)
     outcome, rec = ctx.store.media_turn(account_sid, sid)
-    return media_response(outcome, rec, fmt, request.path, ctx.stats)
+    return media_response(outcome, rec, fmt, request.path, ctx.stats, int(requested) if requested else None)
 
 
 @bp.get("/<account_sid>/Calls.json")

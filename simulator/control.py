@@ -31,6 +31,7 @@ _DEFAULTS: dict[str, Any] = {
     "status": "completed",
     "error_code": None,
     "conference": False,
+    "channels": None,  # as Twilio records: 2 for a call, 1 for a conference
 }
 # The ErrorCode Twilio gives a recording that ends with each status, unless the body names one.
 _FINAL_ERROR_CODES = {"completed": None, "absent": 16101, "failed": 16104}
@@ -113,13 +114,15 @@ def _recording_summary(rec: Recording) -> dict[str, Any]:
         "conference_sid": rec.conference_sid,
         "duration": str(rec.duration),
         "source": rec.source,
-        "channels": 1,
+        "channels": rec.channels,
         "status": rec.final_status or "completed",
         "error_code": rec.error_code,
         "start_time": rfc2822(rec.date_created),
         "size": rec.size,
-        "mp3": {"size": rec.size, "sha256": media_sha256("mp3", rec.size, rec.sid)},
-        "wav": {"size": rec.size, "sha256": media_sha256("wav", rec.size, rec.sid)},
+        # As recorded, and downmixed or split as RequestedChannels=1 or 2 would give it.
+        "mp3": {"size": rec.size, "sha256": media_sha256("mp3", rec.size, rec.sid, rec.channels)},
+        "wav": {"size": rec.size, "sha256": media_sha256("wav", rec.size, rec.sid, rec.channels)},
+        "requested": {str(n): {fmt: media_sha256(fmt, rec.size, rec.sid, n) for fmt in ("mp3", "wav")} for n in (1, 2)},
         "knobs": rec.knobs.to_dict(),
     }
 
@@ -169,6 +172,9 @@ def create_call() -> tuple[dict[str, Any], int]:
     # a conference's recordings under the conference, with no call at all.
     conference_sid = new_sid("CF") if _field(body, "conference", bool) else None
     source = "StartConferenceRecordingAPI" if conference_sid else "DialVerb" if child else "RecordVerb"
+    channels = body.get("channels") or (1 if conference_sid else 2)
+    if channels not in (1, 2) or isinstance(channels, bool):
+        _fail("channels must be 1 or 2")
     recordings = [
         ctx.store.add_recording(
             parent,
@@ -179,6 +185,7 @@ def create_call() -> tuple[dict[str, Any], int]:
             final_status=final_status,
             error_code=error_code,
             conference_sid=conference_sid,
+            channels=channels,
         )
         for _ in range(count)
     ]

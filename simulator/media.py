@@ -48,12 +48,12 @@ def _paced(chunks: Iterable[bytes], throughput: int) -> Iterator[bytes]:
             yield part
 
 
-def _faulty_body(rec: Recording, fmt: str, stats: Stats) -> Iterator[bytes]:
+def _faulty_body(rec: Recording, fmt: str, stats: Stats, channels: int) -> Iterator[bytes]:
     knobs: Knobs = rec.knobs
     if knobs.hang_ms:
         yield b""  # werkzeug sends the status line and headers on the first write
         time.sleep(knobs.hang_ms / 1000)
-    source = garbage_chunks(rec.size, rec.sid) if knobs.garbage else media_chunks(fmt, rec.size, rec.sid)
+    source = garbage_chunks(rec.size, rec.sid) if knobs.garbage else media_chunks(fmt, rec.size, rec.sid, channels)
     # Stopping short of Content-Length is enough to truncate: werkzeug closes
     # every connection after its response, so the client sees a short body.
     limit = rec.size if knobs.truncate_at is None else min(knobs.truncate_at, rec.size)
@@ -73,8 +73,14 @@ def _audio_response(body: Iterable[bytes], fmt: str, size: int) -> Response:
     return response
 
 
-def media_response(outcome: Outcome, rec: Recording | None, fmt: str, path: str, stats: Stats) -> BaseResponse:
-    """Answer a Twilio media GET according to ``outcome`` (raises ApiError for errors)."""
+def media_response(
+    outcome: Outcome, rec: Recording | None, fmt: str, path: str, stats: Stats, channels: int | None = None
+) -> BaseResponse:
+    """Answer a Twilio media GET according to ``outcome`` (raises ApiError for errors).
+
+    ``channels``: RequestedChannels (1 downmixes, 2 splits a conference's
+    parties); None serves the recording as recorded.
+    """
     if outcome in (Outcome.MISSING, Outcome.NOT_READY) or rec is None:
         raise not_found(path)  # Twilio answers 404 until the media is ready
     if outcome is Outcome.FAIL:
@@ -84,9 +90,9 @@ def media_response(outcome: Outcome, rec: Recording | None, fmt: str, path: str,
         return redirect(target, code=302)
     if rec.knobs.delay_ms:
         time.sleep(rec.knobs.delay_ms / 1000)
-    return _audio_response(_faulty_body(rec, fmt, stats), fmt, rec.size)
+    return _audio_response(_faulty_body(rec, fmt, stats, channels or rec.channels), fmt, rec.size)
 
 
 def exact_media_response(rec: Recording, fmt: str) -> Response:
     """Stream the true audio bytes, ignoring every knob."""
-    return _audio_response(media_chunks(fmt, rec.size, rec.sid), fmt, rec.size)
+    return _audio_response(media_chunks(fmt, rec.size, rec.sid, rec.channels), fmt, rec.size)

@@ -83,7 +83,7 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
         "price": f"{-RECORDING_PRICE_PER_MINUTE * minutes:.5f}" if ready else None,
         "price_unit": "USD",
         "status": status,
-        "channels": 1,
+        "channels": rec.channels,
         "source": rec.source,
         "error_code": rec.error_code,
         "uri": f"{base}.json",

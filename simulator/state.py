@@ -52,6 +52,7 @@ class Recording:
     seq: int
     knobs: Knobs
     conference_sid: str | None = None  # a conference's recording (Source Conference / StartConferenceRecordingAPI)
+    channels: int = 2  # as recorded: calls in dual channel, conferences mono
     final_status: str | None = None  # "absent" or "failed": Twilio ends with no media
     error_code: int | None = None  # with final_status (16101 too short, 16102 silent)
     ready_at: float = 0.0  # time.monotonic() deadline from ready_in_ms
@@ -73,6 +74,7 @@ class Recording:
             "sid": self.sid,
             "call_sid": self.call_sid,
             "conference_sid": self.conference_sid,
+            "channels": self.channels,
             "size": self.size,
             "ready": self.is_ready(),
             "ready_override": self.ready_override,
@@ -138,6 +140,7 @@ class Store:
         final_status: str | None = None,
         error_code: int | None = None,
         conference_sid: str | None = None,
+        channels: int = 2,
     ) -> Recording:
         """Create a recording filed under ``call``, or under ``conference_sid``
         (with no call, as Twilio files a conference's), and return a snapshot of it."""
@@ -146,6 +149,7 @@ class Store:
                 final_status=final_status,
                 error_code=error_code,
                 conference_sid=conference_sid,
+                channels=channels,
                 sid=new_sid("RE"),
                 account_sid=call.account_sid,
                 call_sid=None if conference_sid else call.sid,

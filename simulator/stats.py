@@ -22,6 +22,7 @@ class Stats:
             self._by_kind: Counter[str] = Counter()
             self._media_gets: defaultdict[str, Counter[str]] = defaultdict(Counter)
             self._media_complete: defaultdict[str, Counter[str]] = defaultdict(Counter)
+            self._requested_channels: defaultdict[str, Counter[str]] = defaultdict(Counter)
 
     def count_request(self, kind: str) -> None:
         """Count one request to the Twilio API surface."""
@@ -39,6 +40,11 @@ class Stats:
         with self._lock:
             self._media_gets[recording_sid][fmt] += 1
 
+    def count_requested_channels(self, recording_sid: str, requested: str | None) -> None:
+        """Count the RequestedChannels a media GET named ("1", "2" or "as-recorded")."""
+        with self._lock:
+            self._requested_channels[recording_sid][requested or "as-recorded"] += 1
+
     def count_media_complete(self, recording_sid: str, fmt: str) -> None:
         """Count one media body sent in full."""
         with self._lock:
@@ -55,6 +61,7 @@ class Stats:
                 "media_gets_total": _total(self._media_gets),
                 "media_complete": _per_format(self._media_complete),
                 "media_complete_total": _total(self._media_complete),
+                "requested_channels": {sid: dict(c) for sid, c in self._requested_channels.items()},
             }
 
 

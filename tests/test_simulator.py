@@ -125,7 +125,7 @@ def test_recording_json_has_twilio_fields_and_formats(client: FlaskClient) -> No
     assert body["sid"] == rec and rec.startswith("RE") and len(rec) == 34
     assert body["call_sid"] == created["call_sid"]  # filed under the parent leg
     assert body["status"] == "completed" and body["duration"] == "3"
-    assert body["source"] == "DialVerb" and body["channels"] == 1
+    assert body["source"] == "DialVerb" and body["channels"] == 2  # dual channel, Twilio's default since 2022
     assert body["date_created"].endswith(" +0000") and body["date_created"][3:5] == ", "
     assert body["uri"] == api(f"/Recordings/{rec}.json")
     assert body["media_url"] == "http://localhost" + api(f"/Recordings/{rec}")
@@ -166,12 +166,28 @@ def test_wav_media_is_valid_pcm_and_is_served_without_extension(client: FlaskCli
         assert len(response.data) == response.content_length == 32_045
         assert hashlib.sha256(response.data).hexdigest() == rec["wav"]["sha256"]
     with wave.open(io.BytesIO(response.data)) as wav:
-        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (1, 2, 8000)
-        assert wav.getnframes() == (32_045 - 44) // 2
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate()) == (2, 2, 4000)
+        assert wav.getnframes() == (32_045 - 44) // 4
         samples = wav.readframes(wav.getnframes())
     assert int.from_bytes(response.data[4:8], "little") == 32_045 - 8
     peak = max(abs(sample) for sample in array.array("h", samples))
     assert 1000 < peak < 2000  # a quiet but audible tone
+
+
+@pytest.mark.parametrize(("body", "recorded"), [({}, 2), ({"conference": True}, 1), ({"channels": 1}, 1)])
+def test_media_comes_as_recorded_or_as_requested_channels(client: FlaskClient, body, recorded) -> None:
+    rec = new_call(client, size=32_044, **body)["recordings"][0]
+    assert client.get(api(f"/Recordings/{rec['sid']}.json"), headers=BASIC).json["channels"] == recorded
+    for query, channels in (("", recorded), ("?RequestedChannels=1", 1), ("?RequestedChannels=2", 2)):
+        response = client.get(api(f"/Recordings/{rec['sid']}.wav{query}"), headers=BASIC)
+        with wave.open(io.BytesIO(response.data)) as wav:
+            assert wav.getnchannels() == channels
+        mp3 = client.get(api(f"/Recordings/{rec['sid']}.mp3{query}"), headers=BASIC).data
+        assert (mp3[3] >> 6 == 3) == (channels == 1)  # MPEG channel mode 3 is mono
+        expected = rec["requested"][str(channels)]["mp3"]
+        assert hashlib.sha256(mp3).hexdigest() == expected
+    assert client.get(api(f"/Recordings/{rec['sid']}.mp3?RequestedChannels=3"), headers=BASIC).status_code == 400
+    assert client.get("/_sim/stats").json["requested_channels"][rec["sid"]] == {"as-recorded": 2, "1": 2, "2": 2}
 
 
 def test_media_answers_404_until_ready_after_gets_are_spent(client: FlaskClient) -> None:

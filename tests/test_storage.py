@@ -234,3 +234,21 @@ def test_the_next_holder_removes_a_dead_downloads_temp_files_old_and_new_names(t
         path.write_bytes(b"partial")
     assert storage.remove_partial(tmp_path, RE1, "mp3") == 2
     assert sorted(tmp.iterdir()) == sorted(others)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "head", "channels"),
+    [
+        ("mp3", b"\xff\xfb\x90\x64" + bytes(40), 2),  # joint stereo
+        ("mp3", b"\xff\xfb\x90\xe4" + bytes(40), 1),  # mono
+        ("mp3", b"ID3\x04" + bytes(40), None),  # a tag first: the header does not say
+        ("wav", WAV[:22] + (2).to_bytes(2, "little") + bytes(20), 2),
+        ("wav", WAV[:22] + (1).to_bytes(2, "little") + bytes(20), 1),
+        ("wav", b"RIFF\x24\x00\x00\x00WAVE", None),  # cut before the fmt chunk
+    ],
+)
+def test_the_channels_come_from_the_files_own_header(tmp_path, fmt, head, channels):
+    assert storage.channels_in(fmt, head) == channels
+    if channels:
+        body = head + bytes(1000)
+        assert storage.write_media(tmp_path, RE1, fmt, chunks(body, 7), len(body)).channels == channels

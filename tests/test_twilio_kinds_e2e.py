@@ -3,6 +3,7 @@ redis-server, Celery worker, gunicorn, nginx and the Twilio simulator."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -19,6 +20,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.twilio_kinds]
 
 # A short backoff, and a budget of one retry for faults: what the processing test needs to show.
 QUICK = {"RETRY_BACKOFF_SECONDS": "0.2", "RETRY_BACKOFF_MAX_SECONDS": "0.5", "DOWNLOAD_MAX_RETRIES": "1"}
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def signed(stack: Stack, sid: str, fmt: str = "mp3") -> str:
@@ -134,3 +139,30 @@ def test_reconcile_fetches_a_conference_recording_and_links_its_conference(kinds
     wait_for(lambda: (stack.recordings / f"{conference}.mp3").exists(), 30, "the conference linked")
     assert (stack.recordings / f"{conference}.mp3").resolve().name == f"{sid}.mp3"
     assert stack.media_gets(sid) == 1
+
+
+def test_a_call_is_kept_in_the_dual_channel_twilio_recorded(kinds_stack):
+    stack = kinds_stack
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token)
+    sid = call["recording_sid"]
+    body = _playable(stack, sid)
+    assert sha256(body) == call["recordings"][0]["mp3"]["sha256"]  # as recorded: no RequestedChannels
+    assert described(stack, sid)["channels"] == 2
+    assert stack.sim("GET", "/_sim/stats").json()["requested_channels"][sid] == {"as-recorded": 1}
+
+
+@pytest.fixture(scope="module")
+def mono_stack(tmp_path_factory):
+    overrides = {**QUICK, "RECORDING_CHANNELS": "mono"}
+    with Stack(tmp_path_factory.mktemp("mono"), overrides=overrides) as running:
+        yield running.start_all(workers=1, concurrency=1)
+
+
+def test_recording_channels_mono_downloads_the_downmix(mono_stack):
+    stack = mono_stack
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token)
+    sid = call["recording_sid"]
+    body = _playable(stack, sid)
+    assert sha256(body) == call["recordings"][0]["requested"]["1"]["mp3"]
+    assert described(stack, sid)["channels"] == 1
+    assert stack.sim("GET", "/_sim/stats").json()["requested_channels"][sid] == {"1": 1}

@@ -57,6 +57,21 @@ def test_other_statuses_are_remembered_not_enqueued(client, app, state):
     assert status.last_webhook(app.extensions["recording_cache"].redis, RE)["status"] == state
 
 
+@pytest.mark.parametrize(
+    ("field", "value"), [("RecordingChannels", "3"), ("RecordingChannels", "two"), ("RecordingTrack", "sideways")]
+)
+def test_channels_and_track_twilio_never_sends_are_400(client, app, field, value):
+    response = post_signed(client, "/twilio/recording-status", recording_params(**{field: value}))
+    assert response.status_code == 400 and field in response.get_json()["error"]
+    assert sent_tasks(app) == []
+
+
+def test_a_dual_channel_callback_with_its_track_is_enqueued(client, app):
+    params = recording_params(RecordingChannels="2", RecordingTrack="both")
+    assert post_signed(client, "/twilio/recording-status", params).status_code == 204
+    assert len(sent_tasks(app)) == 1
+
+
 CF = "CF" + "c" * 32
 
 

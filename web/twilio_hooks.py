@@ -77,6 +77,13 @@ def _owner_sid(form) -> str:
     return require_sid(form.get("ConferenceSid"), "CF", "ConferenceSid")
 
 
+def _check_choice(form, field: str, allowed: tuple[str, ...]) -> None:
+    """400 naming ``field`` when Twilio's callback carries a value it never sends."""
+    value = form.get(field)
+    if value is not None and value not in allowed:
+        abort(400, f"{field} must be one of {', '.join(allowed)}, got {value[:20]!r}")
+
+
 def _error_code() -> int | None:
     """ErrorCode of a recording callback (16101 too short, 16102 silent…); Twilio sends "0" for none."""
     raw = request.form.get("ErrorCode", "")
@@ -98,6 +105,8 @@ def recording_status():
         abort(400, f"RecordingStatus must be one of {', '.join(RECORDING_STATUSES)}, got {recording_status!r}")
     recorded_at = _recorded_at(form.get("RecordingStartTime"))
     error_code = _error_code()
+    _check_choice(form, "RecordingChannels", ("1", "2"))
+    _check_choice(form, "RecordingTrack", ("inbound", "outbound", "both"))
     settings, svc = services().settings, services()
     url = form.get("RecordingUrl", "")
     if url and not twilio_api.is_twilio_url(settings, url):

@@ -32,6 +32,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
             conference_sid=info["conference_sid"] or (facts and facts.conference_sid),
             bytes=tier.size(recording_sid, fmt),
             sha256=facts and facts.sha256,
+            channels=facts and facts.channels,
             downloaded_at=facts and facts.downloaded_at,
         )
         return info

@@ -30,6 +30,8 @@ from .sids import FORMATS, is_sid
 T = TypeVar("T")
 
 DEFAULT_API_BASE_URL = "https://api.twilio.com"
+# RECORDING_CHANNELS: what the media GET asks Twilio for (its RequestedChannels).
+REQUESTED_CHANNELS = {"as-recorded": None, "mono": 1, "dual": 2}
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class Settings:
     redis_url: str
     recordings_dir: Path
     recording_format: str
+    recording_channels: str  # as-recorded, mono (RequestedChannels=1) or dual (RequestedChannels=2)
     http_port: int
     http_host: str
     web_port: int
@@ -305,6 +308,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=_typed(env, "REDIS_URL", "redis://127.0.0.1:6379/0", _redis_url),
         recordings_dir=recordings_dir,
         recording_format=_typed(env, "RECORDING_FORMAT", "mp3", _choice(*FORMATS)),
+        recording_channels=_typed(env, "RECORDING_CHANNELS", "as-recorded", _choice(*REQUESTED_CHANNELS)),
         http_port=http_port,
         # The demo's generated secrets are printed: it listens on loopback unless told otherwise.
         http_host=_typed(env, "HTTP_HOST", "127.0.0.1" if is_demo else "0.0.0.0", _ip_address),

@@ -209,6 +209,7 @@ def _facts(
         format=fmt,
         bytes=stored.bytes,
         sha256=stored.sha256,
+        channels=stored.channels or storage.file_channels(stored.path, fmt),
         call_sid=owner_sid if is_sid(owner_sid, "CA") else None,
         conference_sid=owner_sid if is_sid(owner_sid, "CF") else None,
         account_sid=settings.twilio_account_sid,

@@ -20,7 +20,7 @@ from .sids import FORMATS, is_sid, require_format, require_sid
 
 SUFFIX = ".json"
 # Written only once set, so a sidecar nobody pinned reads as it always did.
-_ONLY_WHEN_SET = ("pinned", "twilio_deleted_at", "conference_sid")
+_ONLY_WHEN_SET = ("pinned", "twilio_deleted_at", "conference_sid", "channels")
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Sidecar:
     sha256: str | None = None
     call_sid: str | None = None
     conference_sid: str | None = None  # a conference's recording: no call leg
+    channels: int | None = None  # as stored (RECORDING_CHANNELS), read from the file's header
     account_sid: str | None = None
     duration: str | int | None = None  # as Twilio gave it
     recorded_at: str | None = None  # ISO 8601 UTC: orders a call's recordings

@@ -31,6 +31,7 @@ from .sids import FORMAT, is_sid, pattern, require_format, require_index_sid, re
 from .stream_io import BackgroundHash, PartMd5s, Writeback
 
 TMP_DIR = ".tmp"
+HEAD_BYTES = 44  # a WAV header: enough to check the format and read the channels
 STATE_DIR = ".state"
 _MEDIA_NAME = re.compile(rf"({pattern('RE')})\.({FORMAT})")
 
@@ -43,6 +44,7 @@ class StoredFile:
     bytes: int
     sha256: str
     part_md5s: tuple[bytes, ...] = ()  # the MD5 of each part_bytes window, when asked for
+    channels: int | None = None  # from the file's header (channels_in)
 
 
 def media_path(root: Path, sid: str, fmt: str) -> Path:
@@ -59,6 +61,25 @@ def media_name(name: str) -> tuple[str, str] | None:
     """(RecordingSid, format) when ``name`` is a recording's file name on the volume."""
     match = _MEDIA_NAME.fullmatch(name)
     return (match[1], match[2]) if match else None
+
+
+def channels_in(fmt: str, head: bytes) -> int | None:
+    """Channels of a file from its first 44 bytes: WAV's fmt chunk, or an MP3
+    frame header's channel mode (3 is mono); None when the head does not say."""
+    if fmt == "wav" and len(head) >= 24 and head[12:16] == b"fmt ":
+        return int.from_bytes(head[22:24], "little") or None
+    if fmt == "mp3" and len(head) >= 4 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return 1 if head[3] >> 6 == 3 else 2
+    return None  # e.g. an MP3 starting with an ID3 tag
+
+
+def file_channels(path: Path, fmt: str) -> int | None:
+    """``channels_in`` of a file already written (a staged or rewritten one)."""
+    try:
+        with path.open("rb") as handle:
+            return channels_in(fmt, handle.read(HEAD_BYTES))
+    except OSError:
+        return None
 
 
 def looks_like(fmt: str, head: bytes) -> bool:
@@ -93,8 +114,8 @@ def write_media(
             with atomic.atomic_file(final, temp_dir=root / TMP_DIR) as handle:
                 writeback = Writeback(handle.fileno())
                 for chunk in chunks:
-                    if len(head) < 12:
-                        head += chunk[: 12 - len(head)]
+                    if len(head) < HEAD_BYTES:
+                        head += chunk[: HEAD_BYTES - len(head)]
                         if len(head) >= 12 and not looks_like(fmt, head):
                             raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
                     handle.write(chunk)
@@ -114,7 +135,7 @@ def write_media(
         if isinstance(exc, ConnectionError | TimeoutError):  # the chunks' source, not the volume
             raise
         raise StorageError(f"volume refused {recording_sid}: {exc.strerror or exc}") from exc
-    return StoredFile(path=final, bytes=written, sha256=sha256, part_md5s=part_md5s)
+    return StoredFile(path=final, bytes=written, sha256=sha256, part_md5s=part_md5s, channels=channels_in(fmt, head))
 
 
 def file_sha256(path: Path) -> str:

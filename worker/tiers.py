@@ -157,6 +157,8 @@ class BucketTier:
             log.error("object.size_mismatch", extra={"recording_sid": recording_sid, "metadata": meta["bytes"]})
         if "pinned" in known:
             known["pinned"] = known["pinned"] == "True"
+        if "channels" in known:  # metadata is text
+            known["channels"] = int(known["channels"]) if known["channels"].isdigit() else None
         return Sidecar(recording_sid=recording_sid, format=fmt, bytes=found["bytes"], **known)
 
     def sweep(self, older_than_seconds: float) -> int:

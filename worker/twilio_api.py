@@ -21,7 +21,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from .config import Settings
+from .config import REQUESTED_CHANNELS, Settings
 from .errors import IncompleteMedia, RecordingNotFound, UpstreamError, UpstreamNotReady
 from .sids import require_format, require_sid
 
@@ -139,6 +139,9 @@ def open_media(session: requests.Session, settings: Settings, recording_sid: str
     MAX_REDIRECTS and drops the Authorization header when the host changes.
     """
     url = media_url(settings, recording_sid, fmt)
+    requested = REQUESTED_CHANNELS[settings.recording_channels]
+    if requested:  # 1 downmixes a dual-channel recording; 2 splits a conference's parties
+        url += f"?RequestedChannels={requested}"
     timeout = (settings.download_connect_timeout, settings.download_read_timeout)
     try:
         response = session.get(url, stream=True, timeout=timeout)
