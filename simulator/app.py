@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException
 
@@ -34,10 +34,55 @@ def _authenticate() -> Response | None:
         and hmac.compare_digest(auth.username or "", ctx.account_sid)
         and hmac.compare_digest(auth.password or "", ctx.auth_token)
     ):
-        return None
+        return _admit(ctx)
     ctx.stats.count_unauthorized()
     response = _twilio_error(401, 20003, "Authenticate")
     response.headers["WWW-Authenticate"] = 'Basic realm="Twilio API"'
+    return response
+
+
+def _admit(ctx) -> Response | None:
+    """Count the request in flight, or refuse it as Twilio does above the account's concurrency."""
+    if ctx.concurrency.enter():
+        g.in_flight = True
+        return None
+    response = _twilio_error(429, 20429, "Too many requests")
+    if ctx.concurrency.retry_after:
+        response.headers["Retry-After"] = str(ctx.concurrency.retry_after)
+    return response
+
+
+class _CountedBody:
+    """A streamed body that counts its request out when the server closes it
+    (Werkzeug hands a direct-passthrough body to the server as it is, so the
+    response's own close callbacks never run for it)."""
+
+    def __init__(self, body, leave) -> None:
+        self.body, self.leave, self.closed = iter(body), leave, False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.body)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                getattr(self.body, "close", lambda: None)()
+            finally:
+                self.leave()
+
+
+def _count_out(response: Response) -> Response:
+    """Count the request out once its body is sent (a streamed download's, at its end)."""
+    if g.pop("in_flight", False):
+        leave = sim().concurrency.leave
+        if response.direct_passthrough:
+            response.response = _CountedBody(response.response, leave)
+        else:
+            response.call_on_close(leave)
     return response
 
 
@@ -71,6 +116,7 @@ def create_app(
     app.json = _OrderedJSON(app)
     app.extensions["simulator"] = SimContext(account_sid, auth_token, public_url, service_url)
     app.before_request(_authenticate)
+    app.after_request(_count_out)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_blueprint(api.bp)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from flask import current_app, request
 
+from simulator.concurrency import Concurrency
 from simulator.state import Store
 from simulator.stats import Stats
 
@@ -21,6 +22,7 @@ class SimContext:
     service_url: str | None = None
     store: Store = field(default_factory=Store)
     stats: Stats = field(default_factory=Stats)
+    concurrency: Concurrency = field(default_factory=Concurrency)
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def api_base_url(self) -> str:

@@ -221,7 +221,19 @@ def recording_knobs(sid: str) -> dict[str, Any]:
 @bp.get("/stats")
 def stats() -> dict[str, Any]:
     """Return the request counters."""
-    return sim().stats.snapshot()
+    return {**sim().stats.snapshot(), "concurrency": sim().concurrency.snapshot()}
+
+
+@bp.post("/limits")
+def limits() -> dict[str, Any]:
+    """Set the account's concurrency limit (``max_concurrent``, null for none) and the 429's ``retry_after``."""
+    body = _body({"max_concurrent", "retry_after"})
+    limit, retry_after = body.get("max_concurrent"), body.get("retry_after")
+    for name, value in (("max_concurrent", limit), ("retry_after", retry_after)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            _fail(f"{name} must be a positive integer or null")
+    sim().concurrency.configure(limit, retry_after)
+    return sim().concurrency.snapshot()
 
 
 @bp.post("/reset")
@@ -231,6 +243,7 @@ def reset() -> dict[str, bool]:
     if not stats_only:
         sim().store.reset()
     sim().stats.reset()
+    sim().concurrency.reset()
     return {"ok": True}
 
 

@@ -16,6 +16,7 @@ from worker.errors import (
     StorageError,
     UpstreamError,
     UpstreamNotReady,
+    UpstreamRateLimited,
 )
 
 RE = "RE" + "1" * 32
@@ -55,6 +56,14 @@ def test_a_recording_still_processing_waits_without_a_limit_or_the_budget(settin
     assert isinstance(outcome, outcomes.Retry) and outcome.waited and outcome.max_retries is None
     assert outcome.countdown <= settings.retry_backoff_max_seconds
     assert status.get_state(redis, RE, "mp3") is None
+
+
+@pytest.mark.parametrize(("retry_after", "low", "high"), [(7.0, 7.0, 8.0), (None, 0.0, 300.0)])
+def test_twilios_429_waits_its_retry_after_without_using_up_the_budget(settings, redis, retry_after, low, high):
+    exc = UpstreamRateLimited("media GET answered 429", retry_after)
+    outcome = settle(exc, settings.download_max_retries + 3, settings, redis, waits=4)
+    assert isinstance(outcome, outcomes.Retry) and outcome.waited and outcome.max_retries is None
+    assert low <= outcome.countdown <= high
 
 
 def test_waits_for_processing_do_not_use_up_the_fault_budget(settings, redis):

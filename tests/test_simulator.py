@@ -602,3 +602,16 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         assert process.wait(timeout=5) == 0
     assert "simulator stopped" in log_path.read_text()
     assert "Traceback" not in log_path.read_text()
+
+
+def test_above_its_concurrency_limit_the_account_gets_429_20429(client: FlaskClient) -> None:
+    rec = new_call(client, size=200_000)["recording_sid"]
+    assert client.post("/_sim/limits", json={"max_concurrent": 1, "retry_after": 2}).status_code == 200
+    held = client.get(api(f"/Recordings/{rec}.mp3"), headers=BASIC, buffered=False)  # a download in flight
+    refused = client.get(api(f"/Recordings/{rec}.json"), headers=BASIC)
+    assert refused.status_code == 429 and refused.json["code"] == 20429 and refused.headers["Retry-After"] == "2"
+    held.close()  # its body sent: out of flight
+    assert client.get(api(f"/Recordings/{rec}.json"), headers=BASIC).status_code == 200
+    concurrency = client.get("/_sim/stats").json["concurrency"]
+    assert (concurrency["limit"], concurrency["in_flight_max"], concurrency["over_limit"]) == (1, 1, 1)
+    assert client.post("/_sim/limits", json={"max_concurrent": 0}).status_code == 400

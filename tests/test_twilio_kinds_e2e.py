@@ -11,7 +11,7 @@ import sys
 import pytest
 import requests
 
-from simulator.callbacks import place_call
+from simulator.callbacks import place_call, post_callback, recording_status_params
 from stack.local import Stack
 from stack.ports import wait_for
 from worker import signing
@@ -166,3 +166,49 @@ def test_recording_channels_mono_downloads_the_downmix(mono_stack):
     assert sha256(body) == call["recordings"][0]["requested"]["1"]["mp3"]
     assert described(stack, sid)["channels"] == 1
     assert stack.sim("GET", "/_sim/stats").json()["requested_channels"][sid] == {"1": 1}
+
+
+@pytest.fixture(scope="module")
+def limited_stack(tmp_path_factory):
+    """Two workers × three processes that may ask Twilio only two things at once."""
+    overrides = {**QUICK, "TWILIO_MAX_CONCURRENT_REQUESTS": "2", "DOWNLOAD_MAX_RETRIES": "8"}
+    with Stack(tmp_path_factory.mktemp("limited"), overrides=overrides) as running:
+        yield running.start_all(workers=2, concurrency=3)
+
+
+def _download_all(stack: Stack, count: int) -> list[str]:
+    calls = [stack.sim("POST", "/_sim/calls", json={"size": 65536, "throughput": 262_144}).json() for _ in range(count)]
+    for call in calls:  # Twilio's completed callbacks, all at once
+        params = recording_status_params(call["recordings"][0], stack.sim_url, stack.account_sid, "completed")
+        assert post_callback(stack.http_url + "/twilio/recording-status", params, stack.auth_token).status_code == 204
+    sids = [call["recording_sid"] for call in calls]
+    for sid in sids:
+        wait_for(lambda s=sid: described(stack, s)["status"] == "cached", 60, f"{sid} cached")
+    return sids
+
+
+def test_six_processes_never_ask_twilio_more_than_the_limit_at_once(limited_stack):
+    stack = limited_stack
+    stack.sim("POST", "/_sim/reset", json={"stats_only": True})
+    stack.sim("POST", "/_sim/limits", json={"max_concurrent": 2})
+    try:
+        sids = _download_all(stack, 12)
+        concurrency = stack.sim("GET", "/_sim/stats").json()["concurrency"]
+        assert concurrency["over_limit"] == 0  # Twilio never had to refuse one
+        assert concurrency["in_flight_max"] == 2  # and the limit was used to the full
+        assert [stack.media_gets(sid) for sid in sids] == [1] * 12
+    finally:
+        stack.sim("POST", "/_sim/limits", json={"max_concurrent": None})
+
+
+def test_twilios_429_is_waited_out_and_every_recording_arrives(limited_stack):
+    stack = limited_stack
+    stack.sim("POST", "/_sim/reset", json={"stats_only": True})
+    # Another client of the account takes one of the two: Twilio refuses the second, with Retry-After.
+    stack.sim("POST", "/_sim/limits", json={"max_concurrent": 1, "retry_after": 1})
+    try:
+        sids = _download_all(stack, 6)
+        assert stack.sim("GET", "/_sim/stats").json()["concurrency"]["over_limit"] >= 1
+        assert all(described(stack, sid)["status"] == "cached" for sid in sids)
+    finally:
+        stack.sim("POST", "/_sim/limits", json={"max_concurrent": None})

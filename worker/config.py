@@ -46,6 +46,7 @@ class Settings:
     recordings_dir: Path
     recording_format: str
     recording_channels: str  # as-recorded, mono (RequestedChannels=1) or dual (RequestedChannels=2)
+    twilio_max_concurrent_requests: int  # across every worker and host (worker.twilio_slots)
     http_port: int
     http_host: str
     web_port: int
@@ -309,6 +310,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         recordings_dir=recordings_dir,
         recording_format=_typed(env, "RECORDING_FORMAT", "mp3", _choice(*FORMATS)),
         recording_channels=_typed(env, "RECORDING_CHANNELS", "as-recorded", _choice(*REQUESTED_CHANNELS)),
+        twilio_max_concurrent_requests=_typed(env, "TWILIO_MAX_CONCURRENT_REQUESTS", 20, _positive),
         http_port=http_port,
         # The demo's generated secrets are printed: it listens on loopback unless told otherwise.
         http_host=_typed(env, "HTTP_HOST", "127.0.0.1" if is_demo else "0.0.0.0", _ip_address),

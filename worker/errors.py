@@ -17,6 +17,14 @@ class UpstreamError(RecordingCacheError):
     """Twilio could not deliver the media this time; worth retrying."""
 
 
+class UpstreamRateLimited(UpstreamError):
+    """Twilio answered 429 (error 20429: too many concurrent requests); ``retry_after`` in seconds when it said."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class UpstreamNotReady(UpstreamError):
     """Twilio knows the recording but its media is not available yet (404)."""
 

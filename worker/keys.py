@@ -46,6 +46,11 @@ def queued(sid: str, fmt: str) -> str:
     return f"rc:queued:{_suffix(sid, fmt)}"
 
 
+def twilio_slots(account_sid: str) -> str:
+    """The account's Twilio request slots in flight (worker.twilio_slots): a sorted set of leases."""
+    return f"rc:twilio-slots:{account_sid}"
+
+
 def webhook(recording_sid: str) -> str:
     """The last recording-status callback Twilio sent for a recording."""
     return f"rc:webhook:{recording_sid}"

@@ -21,7 +21,14 @@ import redis
 
 from . import metrics, status
 from .config import Settings
-from .errors import LockBusy, RecordingNotFound, RecordingUnavailable, UpstreamError, UpstreamNotReady
+from .errors import (
+    LockBusy,
+    RecordingNotFound,
+    RecordingUnavailable,
+    UpstreamError,
+    UpstreamNotReady,
+    UpstreamRateLimited,
+)
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +98,13 @@ def settle(
         status.release_enqueue(r, sid, fmt)
         log.warning("recording.not_found", extra={"sid": sid, "format": fmt, "reason": str(exc)})
         return Finish({"sid": sid, "result": "not_found"})
+    if isinstance(exc, UpstreamRateLimited) and waits < MAX_PROCESSING_WAITS:
+        # Another client of the account (or a limit set too high) used Twilio's
+        # concurrency: a wait, not a fault. Twilio's Retry-After when it gave one.
+        countdown = round(exc.retry_after + random.uniform(0, 1), 3) if exc.retry_after else backoff(waits, settings)
+        log.warning("download.rate_limited", extra={"recording_sid": sid, "format": fmt, "countdown_s": countdown})
+        metrics.DOWNLOADS.labels("rate_limited").inc()
+        return Retry(countdown, max_retries=None, waited=True)
     if isinstance(exc, UpstreamNotReady) and waits < MAX_PROCESSING_WAITS:
         # Twilio is still processing the recording: worth waiting for, at the
         # backoff's pace, without using up the budget kept for faults.

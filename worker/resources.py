@@ -19,6 +19,7 @@ from twilio.rest import Client
 from . import tiers, twilio_api
 from .config import Settings
 from .publish import FastPublisher
+from .twilio_slots import TwilioSlots
 
 
 @dataclass(frozen=True)
@@ -36,11 +37,17 @@ class Resources:
     def build(cls, settings: Settings, celery: Celery) -> Resources:
         """Fresh clients for this process (they connect lazily, on first use)."""
         r = redis.Redis.from_url(settings.redis_url)
+        slots = TwilioSlots(
+            r,
+            settings.twilio_account_sid,
+            settings.twilio_max_concurrent_requests,
+            wait_seconds=settings.download_read_timeout,
+        )
         return cls(
             settings=settings,
             redis=r,
-            session=twilio_api.new_session(settings),
-            twilio=twilio_api.make_client(settings),
+            session=twilio_api.new_session(settings, slots),
+            twilio=twilio_api.make_client(settings, slots),
             publisher=FastPublisher(celery, r),
             tier=tiers.for_settings(settings),
         )

@@ -22,8 +22,9 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
 from .config import REQUESTED_CHANNELS, Settings
-from .errors import IncompleteMedia, RecordingNotFound, UpstreamError, UpstreamNotReady
+from .errors import IncompleteMedia, RecordingNotFound, UpstreamError, UpstreamNotReady, UpstreamRateLimited
 from .sids import require_format, require_sid
+from .twilio_slots import TwilioSlots, limit_session
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +87,15 @@ def is_twilio_url(settings: Settings, url: str) -> bool:
     return (ours.scheme, ours.netloc) == (theirs.scheme, theirs.netloc)
 
 
-def new_session(settings: Settings) -> requests.Session:
-    """A pooled HTTP session carrying the account's basic auth."""
+def new_session(settings: Settings, slots: TwilioSlots | None = None) -> requests.Session:
+    """A pooled HTTP session carrying the account's basic auth; with ``slots``,
+    every request first takes one of the account's concurrency slots."""
     session = requests.Session()
     session.auth = (settings.twilio_account_sid, settings.twilio_auth_token)
     session.headers["User-Agent"] = "recording-cache/1"
     session.max_redirects = MAX_REDIRECTS
+    if slots is not None:
+        limit_session(session, slots)
     return session
 
 
@@ -150,6 +154,9 @@ def open_media(session: requests.Session, settings: Settings, recording_sid: str
     if response.status_code == 404:
         response.close()
         raise UpstreamNotReady(f"media of {recording_sid} is not available yet")
+    if response.status_code == 429:
+        response.close()
+        raise rate_limited("media GET", response)
     if response.status_code != 200:
         response.close()
         raise UpstreamError(f"media GET answered {response.status_code}")
@@ -159,6 +166,13 @@ def open_media(session: requests.Session, settings: Settings, recording_sid: str
         response.close()
         raise UpstreamError("media response has no Content-Length") from None
     return MediaStream(response=response, length=length)
+
+
+def rate_limited(what: str, response: requests.Response) -> UpstreamRateLimited:
+    """The error for Twilio's 429, with its Retry-After (seconds) when it sent a usable one."""
+    raw = response.headers.get("Retry-After", "")
+    retry_after = float(raw) if raw.isascii() and raw.isdigit() and int(raw) <= 3600 else None
+    return UpstreamRateLimited(f"{what} answered 429: too many concurrent requests", retry_after)
 
 
 def get_recording(session: requests.Session, settings: Settings, recording_sid: str) -> dict:
@@ -171,6 +185,8 @@ def get_recording(session: requests.Session, settings: Settings, recording_sid: 
         raise UpstreamError(f"recording lookup failed: {type(exc).__name__}") from exc
     if response.status_code == 404:
         raise RecordingNotFound(f"Twilio does not know recording {recording_sid}")
+    if response.status_code == 429:
+        raise rate_limited("recording lookup", response)
     if response.status_code != 200:
         raise UpstreamError(f"recording lookup answered {response.status_code}")
     try:
@@ -182,9 +198,11 @@ def get_recording(session: requests.Session, settings: Settings, recording_sid: 
     return resource
 
 
-def make_client(settings: Settings) -> Client:
-    """A twilio ``Client`` whose API domain points at TWILIO_API_BASE_URL."""
+def make_client(settings: Settings, slots: TwilioSlots | None = None) -> Client:
+    """A twilio ``Client`` whose API domain points at TWILIO_API_BASE_URL (its requests through ``slots``)."""
     http_client = TwilioHttpClient(timeout=settings.download_connect_timeout + settings.download_read_timeout)
+    if slots is not None:
+        limit_session(http_client.session, slots)
     client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
     client.api.base_url = settings.twilio_api_base_url
     return client
@@ -197,6 +215,8 @@ def call_twilio(func, *args, **kwargs):
     except TwilioRestException as exc:
         if exc.status == 404:
             raise RecordingNotFound(f"Twilio does not know {exc.uri}") from None
+        if exc.status == 429:
+            raise UpstreamRateLimited("Twilio answered 429: too many concurrent requests") from exc
         raise UpstreamError(f"Twilio answered {exc.status}") from exc
     except (TwilioException, requests.RequestException) as exc:
         raise UpstreamError(f"Twilio lookup failed: {type(exc).__name__}") from exc
