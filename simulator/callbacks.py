@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -87,6 +88,8 @@ def recording_status_params(
         "RecordingSource": recording["source"],
         "ErrorCode": str(recording.get("error_code") or 0) if status in ("absent", "failed") else "0",
     }
+    if recording.get("encryption_details"):
+        params["EncryptionDetails"] = json.dumps(recording["encryption_details"])
     if status == "completed":  # the length is unknown while recording
         params["RecordingDuration"] = recording["duration"]
     return params

@@ -23,6 +23,7 @@ class SimContext:
     store: Store = field(default_factory=Store)
     stats: Stats = field(default_factory=Stats)
     concurrency: Concurrency = field(default_factory=Concurrency)
+    public_keys: dict = field(default_factory=dict)  # CR… -> the RSA public key recordings are encrypted for
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def api_base_url(self) -> str:

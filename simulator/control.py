@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -10,6 +11,7 @@ from flask import Blueprint, Response, request
 
 from simulator.audio import duration_seconds, media_sha256
 from simulator.context import sim
+from simulator.encryption import load_public_key, seal
 from simulator.knobs import KNOB_NAMES, Knobs, apply_knobs
 from simulator.media import exact_media_response
 from simulator.resources import call_json, rfc2822
@@ -32,6 +34,7 @@ _DEFAULTS: dict[str, Any] = {
     "error_code": None,
     "conference": False,
     "channels": None,  # as Twilio records: 2 for a call, 1 for a conference
+    "encrypted": None,  # a public key SID from POST /_sim/keys: Voice Recording Encryption
 }
 # The ErrorCode Twilio gives a recording that ends with each status, unless the body names one.
 _FINAL_ERROR_CODES = {"completed": None, "absent": 16101, "failed": 16104}
@@ -117,6 +120,7 @@ def _recording_summary(rec: Recording) -> dict[str, Any]:
         "channels": rec.channels,
         "status": rec.final_status or "completed",
         "error_code": rec.error_code,
+        "encryption_details": rec.sealed.details() if rec.sealed else None,
         "start_time": rfc2822(rec.date_created),
         "size": rec.size,
         # As recorded, and downmixed or split as RequestedChannels=1 or 2 would give it.
@@ -172,6 +176,9 @@ def create_call() -> tuple[dict[str, Any], int]:
     # a conference's recordings under the conference, with no call at all.
     conference_sid = new_sid("CF") if _field(body, "conference", bool) else None
     source = "StartConferenceRecordingAPI" if conference_sid else "DialVerb" if child else "RecordVerb"
+    key_sid = body.get("encrypted")
+    if key_sid is not None and key_sid not in ctx.public_keys:
+        _fail("encrypted must name a public key registered with POST /_sim/keys")
     channels = body.get("channels") or (1 if conference_sid else 2)
     if channels not in (1, 2) or isinstance(channels, bool):
         _fail("channels must be 1 or 2")
@@ -186,6 +193,7 @@ def create_call() -> tuple[dict[str, Any], int]:
             error_code=error_code,
             conference_sid=conference_sid,
             channels=channels,
+            sealed=seal(key_sid, ctx.public_keys[key_sid]) if key_sid else None,
         )
         for _ in range(count)
     ]
@@ -222,6 +230,20 @@ def recording_knobs(sid: str) -> dict[str, Any]:
 def stats() -> dict[str, Any]:
     """Return the request counters."""
     return {**sim().stats.snapshot(), "concurrency": sim().concurrency.snapshot()}
+
+
+@bp.post("/keys")
+def add_public_key() -> tuple[dict[str, Any], int]:
+    """Register a public key recordings may be encrypted for (Twilio's Credential, type public key)."""
+    body = _body({"public_key_pem", "public_key_sid"})
+    pem, sid = body.get("public_key_pem"), body.get("public_key_sid") or new_sid("CR")
+    if not isinstance(pem, str) or not isinstance(sid, str) or not re.fullmatch(r"CR[0-9a-f]{32}", sid):
+        _fail("public_key_pem must be PEM text and public_key_sid CR followed by 32 hex digits")
+    try:
+        sim().public_keys[sid] = load_public_key(pem)
+    except ValueError as error:
+        _fail(f"public_key_pem: {error}")
+    return {"public_key_sid": sid}, 201
 
 
 @bp.post("/limits")

@@ -21,6 +21,7 @@ class Knobs:
     throughput: int = 0  # bytes per second, 0 = unlimited
     hang_ms: int = 0  # send headers, then stall this long before the body
     redirect_to: str | None = None  # answer media GETs with 302 to this URL
+    tamper_at: int | None = None  # flip the bits of the body's byte at this offset (same length)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the knobs as a JSON-ready dict."""
@@ -29,7 +30,7 @@ class Knobs:
 
 KNOB_NAMES = frozenset(field.name for field in dataclasses.fields(Knobs))
 _BOOL_KNOBS = frozenset({"garbage"})
-_NULLABLE_INT_KNOBS = frozenset({"truncate_at"})
+_NULLABLE_INT_KNOBS = frozenset({"truncate_at", "tamper_at"})
 _NULLABLE_STR_KNOBS = frozenset({"redirect_to"})
 
 

@@ -9,6 +9,7 @@ from flask import Response, redirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from simulator.audio import MEDIA_TYPES, garbage_chunks, media_chunks
+from simulator.encryption import TAG_BYTES, encrypt_chunks
 from simulator.knobs import Knobs
 from simulator.resources import ApiError, not_found
 from simulator.state import Outcome, Recording
@@ -54,16 +55,36 @@ def _faulty_body(rec: Recording, fmt: str, stats: Stats, channels: int) -> Itera
         yield b""  # werkzeug sends the status line and headers on the first write
         time.sleep(knobs.hang_ms / 1000)
     source = garbage_chunks(rec.size, rec.sid) if knobs.garbage else media_chunks(fmt, rec.size, rec.sid, channels)
+    if rec.sealed:
+        source = encrypt_chunks(source, rec.sealed)
+    if knobs.tamper_at is not None:
+        source = _tampered(source, knobs.tamper_at)
+    size = served_size(rec)
     # Stopping short of Content-Length is enough to truncate: werkzeug closes
     # every connection after its response, so the client sees a short body.
-    limit = rec.size if knobs.truncate_at is None else min(knobs.truncate_at, rec.size)
+    limit = size if knobs.truncate_at is None else min(knobs.truncate_at, size)
     sent = 0
     for chunk in _paced(_limited(source, limit), knobs.throughput):
         sent += len(chunk)
-        if sent == rec.size:
+        if sent == size:
             # Count before the final write: a client holding the whole body
             # must never read stats that miss it.
             stats.count_media_complete(rec.sid, fmt)
+        yield chunk
+
+
+def served_size(rec: Recording) -> int:
+    """Bytes a media GET sends: the audio, and an encrypted recording's GCM tag."""
+    return rec.size + (TAG_BYTES if rec.sealed else 0)
+
+
+def _tampered(chunks: Iterable[bytes], offset: int) -> Iterator[bytes]:
+    seen = 0
+    for chunk in chunks:
+        if seen <= offset < seen + len(chunk):
+            at = offset - seen
+            chunk = chunk[:at] + bytes([chunk[at] ^ 0xFF]) + chunk[at + 1 :]
+        seen += len(chunk)
         yield chunk
 
 
@@ -81,8 +102,8 @@ def media_response(
     ``channels``: RequestedChannels (1 downmixes, 2 splits a conference's
     parties); None serves the recording as recorded.
     """
-    if outcome in (Outcome.MISSING, Outcome.NOT_READY) or rec is None:
-        raise not_found(path)  # Twilio answers 404 until the media is ready
+    if outcome in (Outcome.MISSING, Outcome.NOT_READY) or rec is None or (rec.sealed and fmt != "wav"):
+        raise not_found(path)  # Twilio answers 404 until the media is ready; it encrypts WAV only
     if outcome is Outcome.FAIL:
         raise ApiError(500, 20500, "An internal server error has occurred")
     if outcome is Outcome.REDIRECT and rec.knobs.redirect_to:
@@ -90,7 +111,7 @@ def media_response(
         return redirect(target, code=302)
     if rec.knobs.delay_ms:
         time.sleep(rec.knobs.delay_ms / 1000)
-    return _audio_response(_faulty_body(rec, fmt, stats, channels or rec.channels), fmt, rec.size)
+    return _audio_response(_faulty_body(rec, fmt, stats, channels or rec.channels), fmt, served_size(rec))
 
 
 def exact_media_response(rec: Recording, fmt: str) -> Response:

@@ -87,7 +87,7 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
         "source": rec.source,
         "error_code": rec.error_code,
         "uri": f"{base}.json",
-        "encryption_details": None,
+        "encryption_details": rec.sealed.details() if rec.sealed else None,
         "subresource_uris": {
             "add_on_results": f"{base}/AddOnResults.json",
             "transcriptions": f"{base}/Transcriptions.json",

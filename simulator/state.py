@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+from simulator.encryption import Sealed
 from simulator.knobs import Knobs, apply_knobs
 
 OrderKey = tuple[datetime, int]
@@ -53,6 +54,7 @@ class Recording:
     knobs: Knobs
     conference_sid: str | None = None  # a conference's recording (Source Conference / StartConferenceRecordingAPI)
     channels: int = 2  # as recorded: calls in dual channel, conferences mono
+    sealed: Sealed | None = None  # encrypted (Voice Recording Encryption): served as WAV only
     final_status: str | None = None  # "absent" or "failed": Twilio ends with no media
     error_code: int | None = None  # with final_status (16101 too short, 16102 silent)
     ready_at: float = 0.0  # time.monotonic() deadline from ready_in_ms
@@ -141,6 +143,7 @@ class Store:
         error_code: int | None = None,
         conference_sid: str | None = None,
         channels: int = 2,
+        sealed: Sealed | None = None,
     ) -> Recording:
         """Create a recording filed under ``call``, or under ``conference_sid``
         (with no call, as Twilio files a conference's), and return a snapshot of it."""
@@ -150,6 +153,7 @@ class Store:
                 error_code=error_code,
                 conference_sid=conference_sid,
                 channels=channels,
+                sealed=sealed,
                 sid=new_sid("RE"),
                 account_sid=call.account_sid,
                 call_sid=None if conference_sid else call.sid,

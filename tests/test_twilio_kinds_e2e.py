@@ -7,9 +7,12 @@ import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from simulator.callbacks import place_call, post_callback, recording_status_params
 from stack.local import Stack
@@ -30,9 +33,10 @@ def signed(stack: Stack, sid: str, fmt: str = "mp3") -> str:
     return stack.http_url + signing.signed_url(sid, fmt, stack.signing_key, 600)
 
 
-def described(stack: Stack, sid: str) -> dict:
+def described(stack: Stack, sid: str, fmt: str = "mp3") -> dict:
     headers = {"Authorization": f"Bearer {stack.api_token}"}
-    return requests.get(f"{stack.http_url}/api/recordings/{sid}", headers=headers, timeout=10).json()
+    url = f"{stack.http_url}/api/recordings/{sid}?format={fmt}"
+    return requests.get(url, headers=headers, timeout=10).json()
 
 
 @pytest.fixture(scope="module")
@@ -97,9 +101,9 @@ def _cli(stack: Stack, *args: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def _playable(stack: Stack, sid: str) -> bytes:
+def _playable(stack: Stack, sid: str, fmt: str = "mp3") -> bytes:
     def played():
-        response = requests.get(signed(stack, sid), timeout=10)
+        response = requests.get(signed(stack, sid, fmt), timeout=10)
         return response.content if response.status_code == 200 else None
 
     return wait_for(played, 30, f"{sid} playable")
@@ -212,3 +216,71 @@ def test_twilios_429_is_waited_out_and_every_recording_arrives(limited_stack):
         assert all(described(stack, sid)["status"] == "cached" for sid in sids)
     finally:
         stack.sim("POST", "/_sim/limits", json={"max_concurrent": None})
+
+
+def _key_pair(folder: Path, sid: str) -> str:
+    """A private key in ``folder`` as ``<sid>.pem``; its public half as PEM text."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    (folder / f"{sid}.pem").write_bytes(private)
+    return (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+KEY_SID, ROTATED_SID, UNKNOWN_SID = "CR" + "1" * 32, "CR" + "2" * 32, "CR" + "3" * 32
+
+
+@pytest.fixture(scope="module")
+def encrypted_stack(tmp_path_factory):
+    """A WAV stack holding two private keys (a rotation), and a simulator that also knows a third."""
+    keys = tmp_path_factory.mktemp("keys")
+    public = {sid: _key_pair(keys, sid) for sid in (KEY_SID, ROTATED_SID)}
+    elsewhere = tmp_path_factory.mktemp("elsewhere")  # a key whose private half this service lacks
+    public[UNKNOWN_SID] = _key_pair(elsewhere, UNKNOWN_SID)
+    overrides = {**QUICK, "RECORDING_FORMAT": "wav", "TWILIO_ENCRYPTION_KEYS_DIR": str(keys)}
+    with Stack(tmp_path_factory.mktemp("encrypted"), overrides=overrides) as running:
+        running.start_all(workers=1, concurrency=2)
+        for sid, pem in public.items():
+            running.sim("POST", "/_sim/keys", json={"public_key_sid": sid, "public_key_pem": pem})
+        yield running
+
+
+@pytest.mark.parametrize("key_sid", [KEY_SID, ROTATED_SID])
+def test_an_encrypted_recording_is_kept_decrypted_and_plays(encrypted_stack, key_sid):
+    stack = encrypted_stack
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, fmt="wav", encrypted=key_sid)
+    sid = call["recording_sid"]
+    plain = requests.get(f"{stack.sim_url}/_sim/media/{sid}.wav", timeout=10).content
+    assert _playable(stack, sid, "wav") == plain  # the plaintext, served by nginx as any other
+    assert sha256(plain) == call["expected"]["sha256"]
+    assert stack.media_gets(sid, "wav") == 1
+
+
+def test_a_recording_for_a_key_this_service_lacks_fails_naming_the_key(encrypted_stack):
+    stack = encrypted_stack
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, encrypted=UNKNOWN_SID)
+    sid = call["recording_sid"]
+    wait_for(lambda: described(stack, sid, "wav")["status"] == "failed", 30, "the failure")
+    about = described(stack, sid, "wav")
+    assert f"no private key {UNKNOWN_SID}.pem" in about["error"]
+    played = requests.get(signed(stack, sid, "wav"), timeout=10)
+    assert played.status_code == 404 and UNKNOWN_SID in played.json()["reason"]  # final: no crash loop
+    assert stack.media_gets(sid, "wav") == 0  # the key is looked for before the media GET
+
+
+@pytest.mark.parametrize("knob", [{"tamper_at": 5000}, {"truncate_at": 40_000}], ids=["tampered", "truncated"])
+def test_a_tampered_or_truncated_ciphertext_is_never_stored(encrypted_stack, knob):
+    stack = encrypted_stack
+    call = place_call(
+        stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, size=65536, encrypted=KEY_SID, **knob
+    )
+    sid = call["recording_sid"]
+    wait_for(lambda: described(stack, sid, "wav")["status"] == "failed", 60, "the download to fail")
+    assert stack.media_gets(sid, "wav") == 2  # DOWNLOAD_MAX_RETRIES=1: tried twice
+    assert not list(stack.recordings.glob(f"{sid}*"))  # nothing kept, not even a sidecar
+    assert not [p for p in (stack.recordings / ".tmp").iterdir() if sid in p.name]  # nor a partial file

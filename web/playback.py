@@ -66,7 +66,7 @@ def playback_miss():
             sid=sid,
             status=final["status"],
             error_code=final.get("error_code"),
-            reason=f"Twilio marks this recording {final['status']}: it has no media",
+            reason=final.get("error") or f"Twilio marks this recording {final['status']}: it has no media",
         )
         response.status_code = 404
         response.headers["Cache-Control"] = "no-store"

@@ -46,7 +46,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
         return info
     state = status.get_state(r, sid, fmt)
     if state and state.get("final"):  # Twilio's own absent or failed
-        info.update(status=state["status"], error_code=state.get("error_code"))
+        info.update(status=state["status"], error_code=state.get("error_code"), error=state.get("error"))
     elif state and state["status"] == "failed":
         info.update(status="failed", error=state.get("error"))
     elif status.is_queued(r, sid, fmt):

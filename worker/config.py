@@ -47,6 +47,7 @@ class Settings:
     recording_format: str
     recording_channels: str  # as-recorded, mono (RequestedChannels=1) or dual (RequestedChannels=2)
     twilio_max_concurrent_requests: int  # across every worker and host (worker.twilio_slots)
+    twilio_encryption_keys_dir: Path | None  # <public_key_sid>.pem private keys (worker.encryption)
     http_port: int
     http_host: str
     web_port: int
@@ -196,6 +197,17 @@ def _regional_origin(env: Mapping[str, str], is_demo: bool) -> str | None:
     return f"https://api.{edge}.{region}.twilio.com"
 
 
+def _keys_dir(env: Mapping[str, str]) -> Path | None:
+    """TWILIO_ENCRYPTION_KEYS_DIR: a folder that exists, or unset."""
+    raw = _read(env, "TWILIO_ENCRYPTION_KEYS_DIR")
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"TWILIO_ENCRYPTION_KEYS_DIR is not a folder: {raw!r}")
+    return path
+
+
 def _path_setting(env: Mapping[str, str], name: str, default: str) -> Path:
     raw = _read(env, name) or default
     try:
@@ -311,6 +323,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         recording_format=_typed(env, "RECORDING_FORMAT", "mp3", _choice(*FORMATS)),
         recording_channels=_typed(env, "RECORDING_CHANNELS", "as-recorded", _choice(*REQUESTED_CHANNELS)),
         twilio_max_concurrent_requests=_typed(env, "TWILIO_MAX_CONCURRENT_REQUESTS", 20, _positive),
+        twilio_encryption_keys_dir=_keys_dir(env),
         http_port=http_port,
         # The demo's generated secrets are printed: it listens on loopback unless told otherwise.
         http_host=_typed(env, "HTTP_HOST", "127.0.0.1" if is_demo else "0.0.0.0", _ip_address),

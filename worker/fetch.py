@@ -18,7 +18,7 @@ import redis
 import requests
 from redis.exceptions import LockNotOwnedError
 
-from . import metrics, sidecar, status, storage, tiers, twilio_api
+from . import encryption, metrics, sidecar, status, storage, tiers, twilio_api
 from .config import Settings
 from .errors import LockBusy, LockLost, RecordingUnavailable, UpstreamNotReady
 from .locks import RecordingLock, release_quietly
@@ -144,9 +144,12 @@ def _download(
     tier: tiers.Tier,
 ) -> FetchOutcome:
     resource = None
-    if owner_sid is None:
-        resource, owner_sid = _recording_and_call(session, settings, recording_sid)
+    # An account that encrypts its recordings: each resource says with which key.
+    if owner_sid is None or settings.twilio_encryption_keys_dir is not None:
+        resource, found_owner = _recording_and_call(session, settings, recording_sid)
+        owner_sid = owner_sid or found_owner
         _raise_if_final(recording_sid, resource)  # no media GET for a recording Twilio has none of
+    cipher = _cipher(settings, recording_sid, fmt, resource)
     started = time.monotonic()
     metrics.DOWNLOADS.labels("started").inc()
     log.info(
@@ -160,13 +163,16 @@ def _download(
         resource = resource or twilio_api.get_recording(session, settings, recording_sid)
         _raise_if_final(recording_sid, resource)
         raise
+    chunks, length = media.chunks(), media.length
+    if cipher is not None:  # the plaintext is what is verified and kept
+        chunks, length = encryption.decrypt_chunks(chunks, *cipher, recording_sid), length - encryption.TAG_BYTES
     with media:
         stored = storage.write_media(
             tier.staging,
             recording_sid,
             fmt,
-            media.chunks(),
-            media.length,
+            chunks,
+            length,
             on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
             part_bytes=tier.part_bytes,
         )
@@ -217,6 +223,16 @@ def _facts(
         recorded_at=recorded_at or _recorded_at(resource),
         downloaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
+
+
+def _cipher(settings: Settings, recording_sid: str, fmt: str, resource: dict | None) -> tuple[bytes, bytes] | None:
+    """(content key, IV) of an encrypted recording, before its media GET; None when not encrypted."""
+    details = encryption.details_of(recording_sid, resource)
+    if details is None:
+        return None
+    if fmt != "wav":
+        raise encryption.Undecryptable(recording_sid, "Twilio encrypts WAV only: set RECORDING_FORMAT=wav")
+    return encryption.content_key(recording_sid, settings.twilio_encryption_keys_dir, details), details.iv
 
 
 def _raise_if_final(recording_sid: str, resource: dict) -> None:

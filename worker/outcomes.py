@@ -86,7 +86,7 @@ def settle(
         log.info("download.lock_busy", extra={"sid": sid, "format": fmt, "countdown_s": countdown})
         return Retry(countdown, max_retries=None)
     if isinstance(exc, RecordingUnavailable) and exc.status in status.FINAL_STATUSES:
-        status.set_final(r, sid, fmt, exc.status, exc.error_code)
+        status.set_final(r, sid, fmt, exc.status, exc.error_code, str(exc))
         status.release_enqueue(r, sid, fmt)
         log.warning(
             "recording.unavailable",

@@ -24,7 +24,7 @@ def pattern(*prefixes: str) -> str:
 PLAYABLE_SID = pattern(*PLAYABLE_PREFIXES)
 FORMAT = "|".join(FORMATS)  # an alternation: every user puts it inside a group
 INDEX_SID = pattern(*INDEX_PREFIXES)
-_SID = re.compile(pattern("AC", "CA", "CF", "RE"))
+_SID = re.compile(pattern("AC", "CA", "CF", "CR", "RE"))  # CR: a public key (encryption)
 
 
 def is_sid(value: object, prefix: str) -> bool:

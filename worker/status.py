@@ -26,9 +26,12 @@ def set_state(r: redis.Redis, sid: str, fmt: str, status: str, **facts: object) 
 FINAL_STATUSES = ("absent", "failed")
 
 
-def set_final(r: redis.Redis, sid: str, fmt: str, twilio_status: str, error_code: int | None) -> None:
-    """Remember that Twilio marks the recording ``absent`` or ``failed``: never fetched again."""
-    set_state(r, sid, fmt, twilio_status, error_code=error_code, final=True)
+def set_final(
+    r: redis.Redis, sid: str, fmt: str, twilio_status: str, error_code: int | None, error: str | None = None
+) -> None:
+    """Remember that the recording is ``absent`` or ``failed`` for good (Twilio says so, or it
+    cannot be decrypted): never fetched again unless asked (``POST /api/recordings/<sid>/fetch``)."""
+    set_state(r, sid, fmt, twilio_status, error_code=error_code, final=True, error=error)
 
 
 def final_state(r: redis.Redis, sid: str, fmt: str) -> dict | None:

@@ -95,20 +95,23 @@ class TwilioSlots:
             log.warning("twilio_slots.release_failed", extra={"token": token})
 
     def _start_renewer(self) -> None:
-        if self._renewer is None or not self._renewer.is_alive():
-            self._renewer = threading.Thread(target=self._renew_forever, name="twilio-slots", daemon=True)
+        """Under the guard: a renewing thread while this process holds slots (it ends when none are held)."""
+        if self._renewer is None:
+            self._renewer = threading.Thread(target=self._renew_while_held, name="twilio-slots", daemon=True)
             self._renewer.start()
 
-    def _renew_forever(self) -> None:
+    def _renew_while_held(self) -> None:
         while True:
             time.sleep(self.lease_ms / 3000)
             with self._guard:
                 held = list(self._held)
-            if held:
-                try:
-                    self._renew(keys=[self.key], args=[self.lease_ms, *held])
-                except redis.RedisError:
-                    log.warning("twilio_slots.renew_failed", extra={"held": len(held)})
+                if not held:
+                    self._renewer = None
+                    return
+            try:
+                self._renew(keys=[self.key], args=[self.lease_ms, *held])
+            except redis.RedisError:
+                log.warning("twilio_slots.renew_failed", extra={"held": len(held)})
 
 
 class SlotAdapter(HTTPAdapter):
