@@ -123,10 +123,9 @@ def _recording_summary(rec: Recording) -> dict[str, Any]:
         "encryption_details": rec.sealed.details() if rec.sealed else None,
         "start_time": rfc2822(rec.date_created),
         "size": rec.size,
-        # As recorded, and downmixed or split as RequestedChannels=1 or 2 would give it.
+        # As recorded (GET /_sim/media/<sid>.<fmt>?channels=N gives the RequestedChannels=N bytes).
         "mp3": {"size": rec.size, "sha256": media_sha256("mp3", rec.size, rec.sid, rec.channels)},
         "wav": {"size": rec.size, "sha256": media_sha256("wav", rec.size, rec.sid, rec.channels)},
-        "requested": {str(n): {fmt: media_sha256(fmt, rec.size, rec.sid, n) for fmt in ("mp3", "wav")} for n in (1, 2)},
         "knobs": rec.knobs.to_dict(),
     }
 
@@ -271,12 +270,16 @@ def reset() -> dict[str, bool]:
 
 @bp.get("/media/<name>")
 def exact_media(name: str) -> Response:
-    """Stream a recording's true bytes: no auth, no faults, not counted."""
+    """Stream a recording's true bytes (decrypted; ``?channels=1|2`` as RequestedChannels would): no auth,
+    no faults, not counted."""
     sid, _, fmt = name.partition(".")
     rec = sim().store.recording(sim().account_sid, sid, include_deleted=True)
     if rec is None or fmt not in ("mp3", "wav"):
         _fail(f"no media {name}", 404)
-    return exact_media_response(rec, fmt)
+    channels = request.args.get("channels")
+    if channels not in (None, "1", "2"):
+        _fail("channels must be 1 or 2")
+    return exact_media_response(rec, fmt, int(channels) if channels else None)
 
 
 @bp.get("/health")

@@ -114,6 +114,6 @@ def media_response(
     return _audio_response(_faulty_body(rec, fmt, stats, channels or rec.channels), fmt, served_size(rec))
 
 
-def exact_media_response(rec: Recording, fmt: str) -> Response:
-    """Stream the true audio bytes, ignoring every knob."""
-    return _audio_response(media_chunks(fmt, rec.size, rec.sid, rec.channels), fmt, rec.size)
+def exact_media_response(rec: Recording, fmt: str, channels: int | None = None) -> Response:
+    """Stream the true audio bytes (as recorded, or with ``channels``), ignoring every knob."""
+    return _audio_response(media_chunks(fmt, rec.size, rec.sid, channels or rec.channels), fmt, rec.size)
