@@ -16,6 +16,7 @@ from simulator.resources import (
     ApiError,
     account_json,
     call_json,
+    call_recording_json,
     not_found,
     recording_json,
 )
@@ -58,7 +59,7 @@ def _flag(name: str) -> bool:
 def account(account_sid: str) -> dict[str, Any]:
     """Fetch the Account resource."""
     _own_account(account_sid)
-    return account_json(account_sid, sim().started)
+    return account_json(account_sid, sim().auth_token, sim().started)
 
 
 @bp.get("/<account_sid>/Recordings.json")
@@ -74,10 +75,10 @@ def call_recording_list(account_sid: str, call_sid: str) -> dict[str, Any]:
     _own_account(account_sid)
     if sim().store.call(account_sid, call_sid) is None:
         raise not_found(request.path)
-    return _recording_page(account_sid, call_sid)
+    return _recording_page(account_sid, call_sid, call_recording_json)
 
 
-def _recording_page(account_sid: str, call_sid: str | None) -> dict[str, Any]:
+def _recording_page(account_sid: str, call_sid: str | None, shape=recording_json) -> dict[str, Any]:
     ctx = sim()
     req = parse_page_request(request.args, _RECORDING_FILTERS)
     created_ok = date_filter(request.args)
@@ -94,7 +95,7 @@ def _recording_page(account_sid: str, call_sid: str | None) -> dict[str, Any]:
         key="recordings",
         path=request.path,
         req=req,
-        render=lambda rec: recording_json(rec, base_url),
+        render=lambda rec: shape(rec, base_url),
         order_key_of=ctx.store.order_key_of,
     )
 

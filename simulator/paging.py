@@ -77,9 +77,11 @@ def _parse_when(name: str, raw: str) -> date | datetime:
 
 
 def _date_check(compare: Callable[[Any, Any], bool], bound: date | datetime) -> Callable[[datetime], bool]:
-    if isinstance(bound, datetime):
-        return lambda created: compare(created.replace(microsecond=0), bound)
-    return lambda created: compare(created.date(), bound)  # a bare date: whole GMT days
+    # Whole GMT days, as Twilio documents: a date-time bound counts for its day
+    # (DateCreated>=2026-12-06T15:00:00Z lists all of the 6th), so a client
+    # wanting an exact window filters again.
+    day = bound.astimezone(UTC).date() if isinstance(bound, datetime) else bound
+    return lambda created: compare(created.astimezone(UTC).date(), day)
 
 
 def date_filter(args: Mapping[str, str]) -> Callable[[datetime], bool]:

@@ -66,7 +66,8 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
     if rec.deleted:
         status = "deleted"
     elif rec.final_status:
-        status, ready = rec.final_status, False
+        # The resource has no "failed": a recording whose callback said failed shows absent, with its error_code.
+        status, ready = "absent", False
     else:
         status = "completed" if ready else "processing"
     return {
@@ -97,6 +98,24 @@ def recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
     }
 
 
+def call_recording_json(rec: Recording, api_base_url: str) -> dict[str, Any]:
+    """The same recording as ``Calls/{CallSid}/Recordings`` shapes it (Twilio's call_recording):
+    a call-scoped uri, the ``track``, a numeric price, no media_url or subresource_uris."""
+    full = recording_json(rec, api_base_url)
+    price = full["price"]
+    return {
+        **{key: full[key] for key in _CALL_RECORDING_FIELDS},
+        "price": float(price) if price is not None else None,
+        "uri": f"{account_uri(rec.account_sid)}/Calls/{rec.call_sid}/Recordings/{rec.sid}.json",
+        "track": "both",  # <Dial record> and <Record> record both sides
+    }
+
+
+_CALL_RECORDING_FIELDS = (
+    "account_sid", "api_version", "call_sid", "conference_sid", "date_created", "date_updated", "start_time",
+    "duration", "sid", "encryption_details", "price_unit", "status", "channels", "source", "error_code",
+)  # fmt: skip
+
 _CALL_SUBRESOURCES = {
     "feedback": "Feedback.json",
     "feedback_summaries": "FeedbackSummary.json",
@@ -124,7 +143,6 @@ def call_json(call: Call) -> dict[str, Any]:
         "duration": str(call.duration),
         "from": call.from_,
         "to": call.to,
-        "annotation": None,
         "answered_by": None,
         "sid": call.sid,
         "queue_time": "0",
@@ -148,10 +166,11 @@ def call_json(call: Call) -> dict[str, Any]:
     }
 
 
-def account_json(account_sid: str, created: datetime) -> dict[str, Any]:
-    """Return a minimal Account resource (enough for a credentials check)."""
+def account_json(account_sid: str, auth_token: str, created: datetime) -> dict[str, Any]:
+    """Return the Account resource as its own credentials fetch it (the auth token included)."""
     base = account_uri(account_sid)
     return {
+        "auth_token": auth_token,
         "sid": account_sid,
         "owner_account_sid": account_sid,
         "friendly_name": "Recording Cache simulator",

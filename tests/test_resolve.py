@@ -98,3 +98,24 @@ def test_reconcile_and_backfill_skip_a_listed_recording_with_a_malformed_sid(set
     filled = backfill.backfill(settings, client, publisher, since=datetime(2026, 1, 1, tzinfo=UTC))
     assert (filled.found, filled.skipped, filled.enqueued) == (2, 1, 1)
     assert redis.llen(keys.QUEUE) == 1
+
+
+def test_reconcile_and_backfill_keep_their_window_exact_over_twilios_whole_days(settings, twilio, redis):
+    from datetime import UTC, datetime, timedelta
+
+    from worker.celery_app import create_celery
+    from worker.maintenance import backfill, reconcile
+    from worker.publish import FastPublisher
+
+    def dated(sid: str, when: datetime) -> dict:
+        return {**recording(sid, None), "date_created": when.strftime("%a, %d %b %Y %H:%M:%S +0000")}
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    since = now - timedelta(hours=settings.reconcile_lookback_hours)
+    early = since - timedelta(minutes=5)  # the same GMT day, or the one before: Twilio lists it all the same
+    inside, outside = "RE" + "7" * 32, "RE" + "8" * 32
+    twilio.get(recordings_url(settings), json=page(dated(inside, now - timedelta(hours=1)), dated(outside, early)))
+    client, publisher = twilio_api.make_client(settings), FastPublisher(create_celery(settings), redis)
+    assert (report := reconcile.reconcile(settings, redis, client, publisher)).listed == 1 and report.enqueued == 1
+    filled = backfill.backfill(settings, client, publisher, since=since, until=now, dry_run=True)
+    assert filled.found == 1

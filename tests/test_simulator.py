@@ -614,3 +614,12 @@ def test_above_its_concurrency_limit_the_account_gets_429_20429(client: FlaskCli
     concurrency = client.get("/_sim/stats").json["concurrency"]
     assert (concurrency["limit"], concurrency["in_flight_max"], concurrency["over_limit"]) == (1, 1, 1)
     assert client.post("/_sim/limits", json={"max_concurrent": 0}).status_code == 400
+
+
+def test_date_filters_work_in_whole_gmt_days_as_twilio_documents(client: FlaskClient) -> None:
+    morning = new_call(client, date_created="2026-03-01T08:00:00Z")["recording_sid"]
+    evening = new_call(client, date_created="2026-03-01T20:00:00Z")["recording_sid"]
+    new_call(client, date_created="2026-03-02T01:00:00Z")
+    listed = client.get(api("/Recordings.json?DateCreated>=2026-03-01T12:00:00Z&DateCreated<=2026-03-01T13:00:00Z"),
+                        headers=BASIC).json["recordings"]  # fmt: skip
+    assert {rec["sid"] for rec in listed} == {morning, evening}  # the whole day, not the hour

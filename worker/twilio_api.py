@@ -12,7 +12,7 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
@@ -206,6 +206,15 @@ def make_client(settings: Settings, slots: TwilioSlots | None = None) -> Client:
     client = Client(settings.twilio_account_sid, settings.twilio_auth_token, http_client=http_client)
     client.api.base_url = settings.twilio_api_base_url
     return client
+
+
+def created_within(resource, since: datetime, until: datetime | None = None) -> bool:
+    """True when a listed resource was created in [since, until]: Twilio's DateCreated
+    filters work in whole GMT days, so a list asked for a window returns more."""
+    created = getattr(resource, "date_created", None)
+    if not isinstance(created, datetime):  # the twilio package keeps what it cannot parse: keep it, to be safe
+        return True
+    return since <= created and (until is None or created <= until)
 
 
 def call_twilio(func, *args, **kwargs):

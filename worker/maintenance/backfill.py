@@ -16,7 +16,7 @@ from .. import queue, tiers
 from ..config import Settings
 from ..publish import FastPublisher
 from ..sids import is_sid
-from ..twilio_api import call_twilio
+from ..twilio_api import call_twilio, created_within
 from . import Report
 
 log = logging.getLogger(__name__)
@@ -58,6 +58,8 @@ def backfill(
         filters["call_sid"] = call_sid
     pages = call_twilio(client.recordings.stream, **filters)  # lazy: one page at a time
     while (rec := call_twilio(next, pages, None)) is not None:
+        if not created_within(rec, since, until):
+            continue
         report.found += 1
         if rec.status != "completed" or not is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
             report.skipped += 1

@@ -21,7 +21,7 @@ from .. import keys, queue, tiers
 from ..config import Settings
 from ..publish import FastPublisher
 from ..sids import is_sid
-from ..twilio_api import call_twilio
+from ..twilio_api import call_twilio, created_within
 from . import Report
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,8 @@ def reconcile(
     if client is not None:
         since = datetime.now(UTC) - timedelta(hours=settings.reconcile_lookback_hours)
         for rec in call_twilio(client.recordings.list, date_created_after=since, page_size=1000):
+            if not created_within(rec, since):
+                continue
             report.listed += 1
             if rec.status == "completed" and is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
                 wanted.setdefault(rec.sid, rec.call_sid)
