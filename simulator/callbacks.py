@@ -46,23 +46,31 @@ def _geo(prefix: str) -> dict[str, str]:
     return {f"{prefix}City": "", f"{prefix}State": "", f"{prefix}Zip": "", f"{prefix}Country": "US"}
 
 
-def call_status_params(call: Mapping[str, Any], account_sid: str) -> dict[str, str]:
-    """Return the form fields of a ``completed`` call-status callback for ``call``."""
+# A call's progress events in the order Twilio sends them (statusCallbackEvent
+# initiated ringing answered completed), each with the next SequenceNumber.
+CALL_PROGRESS = ("initiated", "ringing", "in-progress", "completed")
+
+
+def call_status_params(
+    call: Mapping[str, Any], account_sid: str, status: str = "completed", sequence: int = 3
+) -> dict[str, str]:
+    """Return the form fields of one call-status callback for ``call`` (the length on ``completed`` only)."""
     params = {
         "AccountSid": account_sid,
         "ApiVersion": API_VERSION,
         "CallSid": call["sid"],
-        "CallStatus": call["status"],
-        "CallDuration": call["duration"],
+        "CallStatus": status,
         "Direction": call["direction"],
         "From": call["from"],
         "Caller": call["from"],
         "To": call["to"],
         "Called": call["to"],
         "CallbackSource": "call-progress-events",
-        "SequenceNumber": "0",
+        "SequenceNumber": str(sequence),
         "Timestamp": rfc2822(datetime.now(UTC)),
     }
+    if status == "completed":
+        params["CallDuration"] = params["Duration"] = str(call["duration"])
     for prefix in ("From", "To", "Caller", "Called"):
         params |= _geo(prefix)
     if call.get("parent_call_sid"):
@@ -86,6 +94,7 @@ def recording_status_params(
         "RecordingChannels": str(recording["channels"]),
         "RecordingStartTime": recording["start_time"],
         "RecordingSource": recording["source"],
+        "RecordingTrack": "both",  # <Record> and <Dial record> record both sides
         "ErrorCode": str(recording.get("error_code") or 0) if status in ("absent", "failed") else "0",
     }
     if recording.get("encryption_details"):
@@ -100,12 +109,25 @@ def _callback_plan(
 ) -> list[dict[str, Any]]:
     """Return the webhooks Twilio would send for a created call, in order.
 
-    As on a real ``<Dial record>`` call: recording ``in-progress``, the child
-    leg's and then the parent's ``completed`` call status, recording ``completed``.
+    As on a real ``<Dial record>`` call: each leg's initiated, ringing and
+    in-progress call status (the parent first), recording ``in-progress``, the
+    child leg's and then the parent's ``completed``, recording ``completed``.
     """
     recordings = created["recordings"]
     legs = [leg for leg in (created["child_call"], created["call"]) if leg is not None]
+
+    def progress(leg: Mapping[str, Any], sequence: int) -> dict[str, Any]:
+        status = CALL_PROGRESS[sequence]
+        return {
+            "kind": "call-status",
+            "event": status,
+            "sid": leg["sid"],
+            "url": call_url,
+            "params": call_status_params(leg, account_sid, status, sequence),
+        }
+
     return [
+        *(progress(leg, sequence) for leg in reversed(legs) for sequence in range(3)),
         *(
             {
                 "kind": "recording-status",
@@ -116,16 +138,7 @@ def _callback_plan(
             }
             for rec in recordings
         ),
-        *(
-            {
-                "kind": "call-status",
-                "event": leg["status"],
-                "sid": leg["sid"],
-                "url": call_url,
-                "params": call_status_params(leg, account_sid),
-            }
-            for leg in legs
-        ),
+        *(progress(leg, 3) for leg in legs),
         *(
             {
                 "kind": "recording-status",

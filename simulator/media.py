@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 
-from flask import Response, redirect
+from flask import Response, redirect, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from simulator.audio import MEDIA_TYPES, garbage_chunks, media_chunks
@@ -73,6 +73,32 @@ def _faulty_body(rec: Recording, fmt: str, stats: Stats, channels: int) -> Itera
         yield chunk
 
 
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a single ``Range: bytes=…`` a CDN would honour; None to send it all."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if not first:  # bytes=-N: the last N bytes
+            return (max(0, size - int(last)), size - 1) if int(last) > 0 else None
+        start, end = int(first), int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        raise ApiError(416, 20001, f"Range {header} is not satisfiable for {size} bytes")
+    return start, min(end, size - 1)
+
+
+def _skipped(chunks: Iterable[bytes], count: int) -> Iterator[bytes]:
+    """``chunks`` without their first ``count`` bytes."""
+    for chunk in chunks:
+        if count >= len(chunk):
+            count -= len(chunk)
+            continue
+        yield chunk[count:]
+        count = 0
+
+
 def served_size(rec: Recording) -> int:
     """Bytes a media GET sends: the audio, and an encrypted recording's GCM tag."""
     return rec.size + (TAG_BYTES if rec.sealed else 0)
@@ -111,7 +137,16 @@ def media_response(
         return redirect(target, code=302)
     if rec.knobs.delay_ms:
         time.sleep(rec.knobs.delay_ms / 1000)
-    return _audio_response(_faulty_body(rec, fmt, stats, channels or rec.channels), fmt, served_size(rec))
+    body = _faulty_body(rec, fmt, stats, channels or rec.channels)
+    size = served_size(rec)
+    wanted = byte_range(request.headers.get("Range"), size)
+    if wanted is None:
+        return _audio_response(body, fmt, size)
+    start, end = wanted  # a CDN's answer: 206 with the slice asked for
+    response = _audio_response(_limited(_skipped(body, start), end - start + 1), fmt, end - start + 1)
+    response.status_code = 206
+    response.headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return response
 
 
 def exact_media_response(rec: Recording, fmt: str, channels: int | None = None) -> Response:

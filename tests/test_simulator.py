@@ -512,25 +512,33 @@ def test_place_call_sends_callbacks_that_twilio_validator_accepts(
 ) -> None:
     service_url, received = receiver
     result = place_call(sim_url, service_url, ACCOUNT_SID, AUTH_TOKEN, child=True, size=20_000)
-    assert result["callback_statuses"] == [204] * 4
+    assert result["callback_statuses"] == [204] * 10
     assert all(hook["valid"] for hook in received)
-    order = [(h["kind"], h["form"].get("RecordingStatus") or h["form"]["CallSid"]) for h in received]
+    parent, child = result["call_sid"], result["child_call_sid"]
+    order = [
+        (h["kind"], h["form"].get("RecordingStatus") or (h["form"]["CallSid"], h["form"]["CallStatus"]))
+        for h in received
+    ]
     assert order == [
+        *(("call-status", (parent, status)) for status in ("initiated", "ringing", "in-progress")),
+        *(("call-status", (child, status)) for status in ("initiated", "ringing", "in-progress")),
         ("recording-status", "in-progress"),
-        ("call-status", result["child_call_sid"]),
-        ("call-status", result["call_sid"]),
+        ("call-status", (child, "completed")),
+        ("call-status", (parent, "completed")),
         ("recording-status", "completed"),
     ]
-    child_status = received[1]["form"]
-    assert child_status["ParentCallSid"] == result["call_sid"]
-    assert child_status["CallStatus"] == "completed" and child_status["AccountSid"] == ACCOUNT_SID
-    done = received[3]["form"]
+    child_events = [h["form"] for h in received if h["form"].get("CallSid") == child and h["kind"] == "call-status"]
+    assert [int(form["SequenceNumber"]) for form in child_events] == [0, 1, 2, 3]
+    assert all(form["ParentCallSid"] == parent and form["AccountSid"] == ACCOUNT_SID for form in child_events)
+    assert "CallDuration" in child_events[-1] and "CallDuration" not in child_events[0]  # the length when known
+    done = received[-1]["form"]
+    assert done["RecordingTrack"] == "both" and done["RecordingChannels"] == "2"
     assert done["CallSid"] == result["call_sid"] and done["RecordingDuration"] == "1"
     assert done["RecordingUrl"] == f"{sim_url}{api('/Recordings/' + result['recording_sid'])}"
     media = requests.get(done["RecordingUrl"] + ".mp3", auth=(ACCOUNT_SID, AUTH_TOKEN), timeout=5)
     assert hashlib.sha256(media.content).hexdigest() == result["expected"]["sha256"]
     tampered = {**done, "RecordingSid": "RE" + "0" * 32}
-    signature = result["callbacks"][3]["url"]
+    signature = result["callbacks"][-1]["url"]
     assert not RequestValidator(AUTH_TOKEN).validate(signature, tampered, "forged")
 
 
@@ -560,7 +568,7 @@ def test_cli_call_prints_a_one_line_summary(sim_url: str, receiver: tuple[str, l
     assert done.returncode == 0, done.stderr
     (line,) = done.stdout.splitlines()
     assert line.startswith("call_sid=CA") and "recording-status:completed=204" in line
-    assert len(received) == 3 and all(hook["valid"] for hook in received)
+    assert len(received) == 6 and all(hook["valid"] for hook in received)  # 4 call-status, 2 recording-status
 
 
 @pytest.mark.parametrize(
@@ -623,3 +631,17 @@ def test_date_filters_work_in_whole_gmt_days_as_twilio_documents(client: FlaskCl
     listed = client.get(api("/Recordings.json?DateCreated>=2026-03-01T12:00:00Z&DateCreated<=2026-03-01T13:00:00Z"),
                         headers=BASIC).json["recordings"]  # fmt: skip
     assert {rec["sid"] for rec in listed} == {morning, evening}  # the whole day, not the hour
+
+
+@pytest.mark.parametrize(
+    ("header", "first", "last"), [("bytes=0-99", 0, 99), ("bytes=1000-", 1000, 9999), ("bytes=-500", 9500, 9999)]
+)
+def test_media_answers_a_range_as_a_cdn_does(client: FlaskClient, header, first, last) -> None:
+    rec = new_call(client, size=10_000)["recording_sid"]
+    whole = client.get(f"/_sim/media/{rec}.mp3").data
+    part = client.get(api(f"/Recordings/{rec}.mp3"), headers={**BASIC, "Range": header})
+    assert part.status_code == 206 and part.headers["Content-Range"] == f"bytes {first}-{last}/10000"
+    assert part.data == whole[first : last + 1]
+    assert client.get(api(f"/Recordings/{rec}.mp3"), headers={**BASIC, "Range": "bytes=20000-"}).status_code == 416
+    head = client.head(api(f"/Recordings/{rec}.mp3"), headers=BASIC)
+    assert head.status_code == 200 and head.headers["Content-Length"] == "10000" and head.data == b""
