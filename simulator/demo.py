@@ -17,11 +17,17 @@ from simulator.context import sim
 bp = Blueprint("demo", __name__, url_prefix="/_sim")
 
 MAX_DEMO_SIZE = 64 * 1024 * 1024
+_KINDS = {"call": {}, "conference": {"conference": True}, "absent": {"status": "absent"}}
 
 
 @bp.post("/place-call")
 def place_demo_call() -> tuple[dict[str, Any], int]:
-    """Place a call with one recording; JSON body ``{size, child, throughput}``, all optional."""
+    """Place a call with one recording; JSON body ``{size, child, throughput, kind}``, all optional.
+
+    ``kind``: ``call`` (two channels, the default), ``conference`` (its
+    recording filed under a ConferenceSid, mono) or ``absent`` (Twilio ends it
+    16101, too short).
+    """
     ctx = sim()
     if not ctx.service_url:
         return {"error": "start the simulator with --service-url to place calls"}, 409
@@ -33,6 +39,9 @@ def place_demo_call() -> tuple[dict[str, Any], int]:
         return {"error": "size and throughput must be whole numbers"}, 400
     if not 1024 <= size <= MAX_DEMO_SIZE or throughput < 0:
         return {"error": f"size must be 1024..{MAX_DEMO_SIZE} and throughput >= 0"}, 400
+    kind = body.get("kind", "call")
+    if kind not in _KINDS:
+        return {"error": f"kind must be one of {', '.join(_KINDS)}"}, 400
     own_url = f"http://{request.environ['SERVER_NAME']}:{request.environ['SERVER_PORT']}"
     call = place_call(
         own_url,
@@ -40,12 +49,14 @@ def place_demo_call() -> tuple[dict[str, Any], int]:
         ctx.account_sid,
         ctx.auth_token,
         size=size,
-        child=bool(body.get("child", False)),
+        child=bool(body.get("child", False)) and kind == "call",
         throughput=throughput,
+        **_KINDS[kind],
     )
     return {
         "call_sid": call["call_sid"],
         "child_call_sid": call["child_call_sid"],
+        "conference_sid": call["conference_sid"],
         "recording_sid": call["recording_sid"],
         "callback_statuses": call["callback_statuses"],
     }, 201

@@ -105,7 +105,7 @@ def test_recording_still_downloading_becomes_playable_without_reload(demo_stack,
     stack, page = demo_stack, browser_page
     responses = recording_responses(page)
     page.goto(stack.http_url + "/")
-    page.check("#child")
+    page.select_option("#kind", "child")
     page.click("#place-call")  # 1 MiB at 512 KiB/s: about two seconds of download
     row = page.wait_for_selector("#recordings tr[data-sid^='CA']")
     child_sid = row.get_attribute("data-sid")
@@ -117,3 +117,26 @@ def test_recording_still_downloading_becomes_playable_without_reload(demo_stack,
     page_wait(page, lambda: any(r.status == 206 and child_sid in r.url for r in responses), 15, "206 for the child leg")
     recording_sid = storage.resolve_link(stack.recordings, child_sid, "mp3")
     assert stack.media_gets(recording_sid) == 1
+
+
+def test_a_conference_is_placed_and_played_by_its_conference_sid(demo_stack, browser_page):
+    stack, page = demo_stack, browser_page
+    responses = recording_responses(page)
+    page.goto(stack.http_url + "/")
+    page.select_option("#kind", "conference")
+    page.click("#place-call")
+    row = page.wait_for_selector("#recordings tr[data-sid^='CF']")
+    conference = row.get_attribute("data-sid")
+    page.wait_for_selector(f"audio[data-sid='{conference}'][src]", timeout=30_000)
+    assert row.query_selector(".channels").inner_text() == "1"  # a conference is recorded mono
+    play(page, conference)
+    page_wait(page, lambda: any(r.status == 206 and conference in r.url for r in responses), 15, "206, conference")
+
+
+def test_an_absent_recording_shows_its_status_and_error_code(demo_stack, browser_page):
+    stack, page = demo_stack, browser_page
+    page.goto(stack.http_url + "/")
+    page.select_option("#kind", "absent")
+    page.click("#place-call")
+    row = page.wait_for_selector("#recordings tr[data-sid^='RE'] .status-absent", timeout=15_000)
+    assert row.inner_text() == "absent (16101)"
