@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, request
+from flask import Blueprint, g, request
 from werkzeug.wrappers import Response
 
 from simulator.audio import MEDIA_TYPES
@@ -22,6 +22,7 @@ from simulator.resources import (
 )
 
 bp = Blueprint("api", __name__, url_prefix=f"/{API_VERSION}/Accounts")
+account_list_bp = Blueprint("account_list", __name__, url_prefix=f"/{API_VERSION}")
 
 _RECORDING_FILTERS = ("CallSid", "ConferenceSid", "DateCreated", "DateCreated<", "DateCreated>", "IncludeSoftDeleted")
 _CALL_FILTERS = ("ParentCallSid", "Status")
@@ -47,7 +48,9 @@ def path_kind() -> str:
 
 
 def _own_account(account_sid: str) -> None:
-    if account_sid != sim().account_sid:
+    """The path's account is the caller's own, or one of its subaccounts when the caller is the main account."""
+    caller, ctx = g.account, sim()
+    if account_sid != caller and not (caller == ctx.account_sid and account_sid in ctx.subaccounts):
         raise not_found(request.path)
 
 
@@ -59,7 +62,28 @@ def _flag(name: str) -> bool:
 def account(account_sid: str) -> dict[str, Any]:
     """Fetch the Account resource."""
     _own_account(account_sid)
-    return account_json(account_sid, sim().auth_token, sim().started)
+    ctx = sim()
+    return account_json(account_sid, ctx.token_of(account_sid), ctx.started, owner=ctx.account_sid)
+
+
+@account_list_bp.get("/Accounts.json")
+def account_list() -> dict[str, Any]:
+    """The caller's account and, for the main account, its subaccounts (each with its auth token)."""
+    ctx, caller = sim(), g.account
+    sids = [caller, *sorted(ctx.subaccounts)] if caller == ctx.account_sid else [caller]
+    accounts = [account_json(sid, ctx.token_of(sid), ctx.started, owner=ctx.account_sid) for sid in sids]
+    uri = f"/{API_VERSION}/Accounts.json"
+    return {
+        "accounts": accounts,
+        "end": len(accounts) - 1,
+        "first_page_uri": f"{uri}?PageSize=50&Page=0",
+        "next_page_uri": None,
+        "page": 0,
+        "page_size": 50,
+        "previous_page_uri": None,
+        "start": 0,
+        "uri": f"{uri}?PageSize=50&Page=0",
+    }
 
 
 @bp.get("/<account_sid>/Recordings.json")

@@ -28,12 +28,10 @@ def _authenticate() -> Response | None:
     ctx = sim()
     ctx.stats.count_request(api.path_kind())
     auth = request.authorization
-    if (
-        auth is not None
-        and auth.type == "basic"
-        and hmac.compare_digest(auth.username or "", ctx.account_sid)
-        and hmac.compare_digest(auth.password or "", ctx.auth_token)
-    ):
+    token = ctx.token_of(auth.username or "") if auth is not None and auth.type == "basic" else None
+    if token is not None and hmac.compare_digest(auth.password or "", token):
+        g.account = auth.username  # the main account, or a subaccount
+        ctx.stats.count_account(auth.username)
         return _admit(ctx)
     ctx.stats.count_unauthorized()
     response = _twilio_error(401, 20003, "Authenticate")
@@ -120,6 +118,7 @@ def create_app(
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_blueprint(api.bp)
+    app.register_blueprint(api.account_list_bp)
     app.register_blueprint(control.bp)
     app.register_blueprint(demo.bp)
     return app

@@ -178,7 +178,9 @@ def place_call(
     http = session or requests.Session()
     try:
         reply = http.post(
-            f"{sim_url.rstrip('/')}/_sim/calls", timeout=CONTROL_TIMEOUT, json={"size": size, "child": child, **knobs}
+            f"{sim_url.rstrip('/')}/_sim/calls",
+            timeout=CONTROL_TIMEOUT,
+            json={"size": size, "child": child, "account_sid": account_sid, **knobs},
         )
         if reply.status_code != 201:
             raise RuntimeError(f"simulator refused the call: {reply.status_code} {reply.text}")

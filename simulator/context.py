@@ -24,6 +24,12 @@ class SimContext:
     stats: Stats = field(default_factory=Stats)
     concurrency: Concurrency = field(default_factory=Concurrency)
     public_keys: dict = field(default_factory=dict)  # CR… -> the RSA public key recordings are encrypted for
+    subaccounts: dict = field(default_factory=dict)  # AC… -> its auth token (an ISV's customers)
+
+    def token_of(self, account_sid: str) -> str | None:
+        """The auth token of the main account or one of its subaccounts."""
+        return self.auth_token if account_sid == self.account_sid else self.subaccounts.get(account_sid)
+
     started: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def api_base_url(self) -> str:

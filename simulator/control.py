@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
@@ -35,6 +36,7 @@ _DEFAULTS: dict[str, Any] = {
     "conference": False,
     "channels": None,  # as Twilio records: 2 for a call, 1 for a conference
     "encrypted": None,  # a public key SID from POST /_sim/keys: Voice Recording Encryption
+    "account_sid": None,  # a subaccount from POST /_sim/subaccounts; the main account by default
 }
 # The ErrorCode Twilio gives a recording that ends with each status, unless the body names one.
 _FINAL_ERROR_CODES = {"completed": None, "absent": 16101, "failed": 16104}
@@ -148,9 +150,12 @@ def create_call() -> tuple[dict[str, Any], int]:
     final_status, error_code = _lifecycle(body)
 
     ctx = sim()
+    account = body.get("account_sid") or ctx.account_sid
+    if ctx.token_of(account) is None:
+        _fail("account_sid must be the simulated account or one of its subaccounts")
     duration = duration_seconds(size)
     parent = ctx.store.add_call(
-        ctx.account_sid,
+        account,
         created,
         parent_call_sid=None,
         from_=caller,
@@ -162,7 +167,7 @@ def create_call() -> tuple[dict[str, Any], int]:
     child: Call | None = None
     if with_child:
         child = ctx.store.add_call(
-            ctx.account_sid,
+            account,
             created,
             parent_call_sid=parent.sid,
             from_=caller,
@@ -197,7 +202,7 @@ def create_call() -> tuple[dict[str, Any], int]:
         for _ in range(count)
     ]
     return {
-        "account_sid": ctx.account_sid,
+        "account_sid": account,
         "call_sid": parent.sid,
         "child_call_sid": child.sid if child else None,
         "conference_sid": conference_sid,
@@ -214,7 +219,7 @@ def recording_knobs(sid: str) -> dict[str, Any]:
     """Show or change one recording's knobs (PATCH also takes ``ready``)."""
     store = sim().store
     if request.method == "GET":
-        rec = store.recording(sim().account_sid, sid, include_deleted=True)
+        rec = store.recording(None, sid, include_deleted=True)
     else:
         try:
             rec = store.update_recording(sid, _body(_PATCH_FIELDS))
@@ -229,6 +234,15 @@ def recording_knobs(sid: str) -> dict[str, Any]:
 def stats() -> dict[str, Any]:
     """Return the request counters."""
     return {**sim().stats.snapshot(), "concurrency": sim().concurrency.snapshot()}
+
+
+@bp.post("/subaccounts")
+def add_subaccount() -> tuple[dict[str, Any], int]:
+    """Create a subaccount of the simulated account: its SID and auth token."""
+    ctx = sim()
+    sid, token = new_sid("AC"), secrets.token_hex(16)
+    ctx.subaccounts[sid] = token
+    return {"account_sid": sid, "auth_token": token, "owner_account_sid": ctx.account_sid}, 201
 
 
 @bp.post("/keys")
@@ -273,7 +287,7 @@ def exact_media(name: str) -> Response:
     """Stream a recording's true bytes (decrypted; ``?channels=1|2`` as RequestedChannels would): no auth,
     no faults, not counted."""
     sid, _, fmt = name.partition(".")
-    rec = sim().store.recording(sim().account_sid, sid, include_deleted=True)
+    rec = sim().store.recording(None, sid, include_deleted=True)
     if rec is None or fmt not in ("mp3", "wav"):
         _fail(f"no media {name}", 404)
     channels = request.args.get("channels")

@@ -166,14 +166,14 @@ def call_json(call: Call) -> dict[str, Any]:
     }
 
 
-def account_json(account_sid: str, auth_token: str, created: datetime) -> dict[str, Any]:
-    """Return the Account resource as its own credentials fetch it (the auth token included)."""
+def account_json(account_sid: str, auth_token: str, created: datetime, owner: str | None = None) -> dict[str, Any]:
+    """Return the Account resource (the auth token included, as its owner's credentials see it)."""
     base = account_uri(account_sid)
     return {
         "auth_token": auth_token,
         "sid": account_sid,
-        "owner_account_sid": account_sid,
-        "friendly_name": "Recording Cache simulator",
+        "owner_account_sid": owner or account_sid,
+        "friendly_name": "Recording Cache simulator" if account_sid == owner else f"Subaccount {account_sid[-6:]}",
         "status": "active",
         "type": "Full",
         "date_created": rfc2822(created),

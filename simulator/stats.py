@@ -23,12 +23,18 @@ class Stats:
             self._media_gets: defaultdict[str, Counter[str]] = defaultdict(Counter)
             self._media_complete: defaultdict[str, Counter[str]] = defaultdict(Counter)
             self._requested_channels: defaultdict[str, Counter[str]] = defaultdict(Counter)
+            self._by_account: Counter[str] = Counter()
 
     def count_request(self, kind: str) -> None:
         """Count one request to the Twilio API surface."""
         with self._lock:
             self._requests_total += 1
             self._by_kind[kind] += 1
+
+    def count_account(self, account_sid: str) -> None:
+        """Count one request authenticated as this account (the main one, or a subaccount)."""
+        with self._lock:
+            self._by_account[account_sid] += 1
 
     def count_unauthorized(self) -> None:
         """Count one request rejected with 401."""
@@ -62,6 +68,7 @@ class Stats:
                 "media_complete": _per_format(self._media_complete),
                 "media_complete_total": _total(self._media_complete),
                 "requested_channels": {sid: dict(c) for sid, c in self._requested_channels.items()},
+                "by_account": dict(self._by_account),
             }
 
 

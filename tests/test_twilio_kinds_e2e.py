@@ -284,3 +284,29 @@ def test_a_tampered_or_truncated_ciphertext_is_never_stored(encrypted_stack, kno
     assert stack.media_gets(sid, "wav") == 2  # DOWNLOAD_MAX_RETRIES=1: tried twice
     assert not list(stack.recordings.glob(f"{sid}*"))  # nothing kept, not even a sidecar
     assert not [p for p in (stack.recordings / ".tmp").iterdir() if sid in p.name]  # nor a partial file
+
+
+def test_a_subaccounts_recording_is_validated_and_fetched_with_its_own_credentials(kinds_stack):
+    stack = kinds_stack
+    sub = stack.sim("POST", "/_sim/subaccounts").json()
+    call = place_call(stack.sim_url, stack.http_url, sub["account_sid"], sub["auth_token"])
+    assert set(call["callback_statuses"]) == {403}  # not known yet: refused, and a sync asked for
+    wait_for(lambda: _cli(stack, "sync-accounts")["subaccounts"] >= 1, 30, "the subaccount known")
+    stack.sim("POST", "/_sim/reset", json={"stats_only": True})
+    call = place_call(stack.sim_url, stack.http_url, sub["account_sid"], sub["auth_token"])
+    assert set(call["callback_statuses"]) == {204}  # signed with the subaccount's token: accepted
+    sid = call["recording_sid"]
+    body = requests.get(f"{stack.sim_url}/_sim/media/{sid}.mp3", timeout=10).content
+    assert _playable(stack, sid) == body
+    about = described(stack, sid)
+    assert about["account_sid"] == sub["account_sid"]
+    assert set(stack.sim("GET", "/_sim/stats").json()["by_account"]) == {sub["account_sid"]}  # its own keys
+
+
+def test_a_webhook_from_any_other_account_is_403(kinds_stack):
+    stack = kinds_stack
+    stranger = "AC" + "9" * 32
+    params = {"AccountSid": stranger, "CallSid": "CA" + "1" * 32, "RecordingSid": "RE" + "1" * 32,
+              "RecordingStatus": "completed"}  # fmt: skip
+    answer = post_callback(stack.http_url + "/twilio/recording-status", params, "a-token-nobody-gave-us")
+    assert answer.status_code == 403 and "subaccount" in answer.json()["error"]

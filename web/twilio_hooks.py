@@ -10,8 +10,8 @@ from functools import cache
 from flask import Blueprint, abort, request
 from twilio.request_validator import RequestValidator
 
-from worker import metrics, queue, status, twilio_api
-from worker.sids import require_sid
+from worker import accounts, metrics, queue, status, twilio_api
+from worker.sids import is_sid, require_sid
 
 from . import services
 
@@ -47,16 +47,24 @@ def _public_url() -> str:
     return services().settings.public_base_url + request.path + (f"?{query}" if query else "")
 
 
-def _require_twilio(kind: str) -> None:
-    settings = services().settings
+def _require_twilio(kind: str) -> str:
+    """The AccountSid of a webhook Twilio signed: this service's account or one of its subaccounts,
+    each signing with its own auth token."""
+    svc = services()
+    account_sid = request.form.get("AccountSid", "")
+    token = accounts.token(svc.redis, svc.settings, account_sid)
+    if token is None:
+        metrics.WEBHOOKS.labels(kind, "forbidden").inc()
+        if is_sid(account_sid, "AC") and accounts.claim_sync(svc.redis):
+            svc.publisher.push("accounts.sync", [])  # a new subaccount is known for its next webhook
+        log.warning("webhook.unknown_account", extra={"kind": kind, "account_sid": account_sid[:40]})
+        abort(403, "AccountSid is neither this service's account nor a known subaccount of it")
     signature = request.headers.get("X-Twilio-Signature", "")
-    if not signature or not _signed_by_twilio(settings.twilio_auth_token, _public_url(), signature):
+    if not signature or not _signed_by_twilio(token, _public_url(), signature):
         metrics.WEBHOOKS.labels(kind, "forbidden").inc()
         log.warning("webhook.bad_signature", extra={"kind": kind, "remote": request.remote_addr})
         abort(403, "invalid X-Twilio-Signature")
-    if request.form.get("AccountSid") != settings.twilio_account_sid:
-        metrics.WEBHOOKS.labels(kind, "forbidden").inc()
-        abort(403, "AccountSid does not match this service's account")
+    return account_sid
 
 
 def _recorded_at(raw: str | None) -> str | None:
@@ -96,7 +104,7 @@ def _error_code() -> int | None:
 def recording_status():
     """Twilio's recordingStatusCallback: on ``completed``, enqueue the download."""
     started = time.monotonic()
-    _require_twilio("recording")
+    account_sid = _require_twilio("recording")
     form = request.form
     recording_sid = require_sid(form.get("RecordingSid"), "RE", "RecordingSid")
     owner_sid = _owner_sid(form)
@@ -122,6 +130,7 @@ def recording_status():
             owner_sid,
             recorded_at,
             webhook_status=recording_status,
+            account_sid=None if account_sid == settings.twilio_account_sid else account_sid,
         )
     else:
         status.remember_webhook(svc.redis, recording_sid, recording_status, owner_sid)

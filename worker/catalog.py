@@ -30,6 +30,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
             recording_sid=recording_sid,
             call_sid=info["call_sid"] or (facts and facts.call_sid),
             conference_sid=info["conference_sid"] or (facts and facts.conference_sid),
+            account_sid=facts and facts.account_sid,
             bytes=tier.size(recording_sid, fmt),
             sha256=facts and facts.sha256,
             channels=facts and facts.channels,
@@ -41,6 +42,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
         if webhook:
             info["call_sid"] = webhook.get("call_sid")
             info["twilio_status"] = webhook.get("status")
+            info["account_sid"] = webhook.get("account_sid") or settings.twilio_account_sid
     if sid.startswith("RE") and status.is_downloading(r, sid, fmt):
         info["status"] = "downloading"
         return info

@@ -25,6 +25,13 @@ def _clients(settings: Settings) -> Resources:
     return Resources.build(settings, create_celery(settings))
 
 
+def _sync_accounts(settings: Settings, args: argparse.Namespace) -> dict:
+    from .accounts import sync
+
+    res = _clients(settings)
+    return sync(settings, res.redis, res.twilio).as_dict()
+
+
 def _reconcile(settings: Settings, args: argparse.Namespace) -> dict:
     from .maintenance.reconcile import reconcile
 
@@ -135,6 +142,9 @@ def build_parser(prog: str = "recording-cache") -> argparse.ArgumentParser:
     de.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     de.set_defaults(run=_delete)
     commands.add_parser("ingest-playlog", help="count nginx's playback hits now").set_defaults(run=_ingest)
+    commands.add_parser("sync-accounts", help="refresh the subaccounts' auth tokens from Twilio now").set_defaults(
+        run=_sync_accounts
+    )
     return parser
 
 

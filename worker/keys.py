@@ -51,6 +51,16 @@ def twilio_slots(account_sid: str) -> str:
     return f"rc:twilio-slots:{account_sid}"
 
 
+def subaccounts() -> str:
+    """The main account's subaccounts: a hash of AccountSid -> auth token (worker.accounts)."""
+    return "rc:subaccounts"
+
+
+def subaccounts_sync_claim() -> str:
+    """Taken by the webhook that asks for a sync of the subaccounts (worker.accounts.claim_sync)."""
+    return "rc:subaccounts:sync-claim"
+
+
 def webhook(recording_sid: str) -> str:
     """The last recording-status callback Twilio sent for a recording."""
     return f"rc:webhook:{recording_sid}"

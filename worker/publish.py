@@ -149,7 +149,7 @@ class FastPublisher:
         script = self._script_of_this_process()
         script.registered_client.lpush(self.queue, self.message(name, args))
 
-    def claim_and_push(self, sid: str, fmt: str, name: str, args: list, webhook: tuple[str, str] | None) -> bool:
+    def claim_and_push(self, sid: str, fmt: str, name: str, args: list, webhook: tuple | None) -> bool:
         """Remember the callback, claim the enqueue, push the task: True when pushed."""
         script = self._script_of_this_process()
         state_key, state_value = "", ""

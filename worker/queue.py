@@ -14,11 +14,12 @@ def enqueue_fetch(
     call_sid: str | None = None,
     recorded_at: str | None = None,
     webhook_status: str | None = None,
+    account_sid: str | None = None,
 ) -> bool:
     """Queue a fetch of a RecordingSid, CallSid or ConferenceSid unless one was queued just now.
 
     ``call_sid`` (with a RecordingSid): what the recording is filed under, its
-    call or its conference.
+    call or its conference; ``account_sid``: the subaccount it belongs to.
 
     Returns True when a task was sent. One Redis command (worker.publish):
     remember the callback (``webhook_status``), take the enqueue claim, push
@@ -26,11 +27,13 @@ def enqueue_fetch(
     """
     if sid.startswith("RE"):
         name, args = "recordings.fetch", [sid, fmt, call_sid, recorded_at]
+        if account_sid:  # a subaccount's recording: fetched with its credentials
+            args.append(account_sid)
     elif sid.startswith("CF"):
         name, args = "recordings.fetch_conference", [sid, fmt]
     else:
         name, args = "recordings.fetch_call", [sid, fmt]
-    webhook = (webhook_status, call_sid or "") if webhook_status else None
+    webhook = (webhook_status, call_sid or "", account_sid) if webhook_status else None
     if not publisher.claim_and_push(sid, fmt, name, args, webhook):
         return False
     # No log line here: each caller logs its own event with enqueued=…

@@ -72,9 +72,10 @@ def is_downloading(r: redis.Redis, sid: str, fmt: str) -> bool:
     return bool(r.exists(keys.recording_lock(sid, fmt)))
 
 
-def webhook_value(status: str, call_sid: str) -> str:
-    """The stored form of a recording-status callback."""
-    return json.dumps({"status": status, "call_sid": call_sid, "at": round(time.time(), 3)})
+def webhook_value(status: str, call_sid: str, account_sid: str | None = None) -> str:
+    """The stored form of a recording-status callback (``account_sid``: a subaccount's)."""
+    value = {"status": status, "call_sid": call_sid, "at": round(time.time(), 3)}
+    return json.dumps({**value, "account_sid": account_sid} if account_sid else value)
 
 
 def remember_webhook(r: redis.Redis, recording_sid: str, status: str, call_sid: str) -> None:

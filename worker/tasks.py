@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from . import calls, fetch, outcomes, resolve, resources
+from . import accounts, calls, fetch, outcomes, resolve, resources
 from .maintenance import evict, playlog, reconcile, retention
 
 
@@ -43,14 +43,16 @@ def fetch_recording_task(
     fmt: str,
     call_sid: str | None = None,
     recorded_at: str | None = None,
+    account_sid: str | None = None,
     waits: int = 0,
 ) -> dict:
-    """Download a recording by RecordingSid (from a webhook or a playback miss)."""
+    """Download a recording by RecordingSid (from a webhook or a playback miss; a subaccount's with its keys)."""
     res = resources.current()
 
     def work() -> dict:
+        settings = accounts.settings_for(res.settings, res.redis, res.twilio, account_sid)
         outcome = fetch.fetch_recording(
-            recording_sid, fmt, res.settings, res.redis, res.session, call_sid, recorded_at, res.tier
+            recording_sid, fmt, settings, res.redis, res.session, call_sid, recorded_at, res.tier
         )
         return outcome.as_dict(recording_sid)
 
@@ -81,6 +83,13 @@ def fetch_conference_task(self: Task, conference_sid: str, fmt: str, waits: int 
         return outcome.as_dict(conference_sid)
 
     return _settled(self, conference_sid, fmt, work)
+
+
+@shared_task(name="accounts.sync")
+def sync_accounts_task() -> dict:
+    """Refresh the subaccounts' auth tokens from Twilio (periodic, and for a webhook of an unknown account)."""
+    res = resources.current()
+    return accounts.sync(res.settings, res.redis, res.twilio).as_dict()
 
 
 @shared_task(name="recordings.record_leg")

@@ -68,6 +68,11 @@ def account_url(settings: Settings) -> str:
     return f"{settings.twilio_api_base_url}/{API_VERSION}/Accounts/{settings.twilio_account_sid}"
 
 
+def _auth(settings: Settings) -> tuple[str, str]:
+    """The credentials of the account these settings name (a subaccount's, for its recordings)."""
+    return settings.twilio_account_sid, settings.twilio_auth_token
+
+
 def media_url(settings: Settings, recording_sid: str, fmt: str) -> str:
     """The media URL of a recording; the only place media is fetched from."""
     return f"{account_url(settings)}/Recordings/{require_sid(recording_sid, 'RE')}.{require_format(fmt)}"
@@ -148,7 +153,7 @@ def open_media(session: requests.Session, settings: Settings, recording_sid: str
         url += f"?RequestedChannels={requested}"
     timeout = (settings.download_connect_timeout, settings.download_read_timeout)
     try:
-        response = session.get(url, stream=True, timeout=timeout)
+        response = session.get(url, stream=True, timeout=timeout, auth=_auth(settings))
     except (requests.RequestException, ValueError) as exc:  # ValueError: a redirect to an unparsable URL
         raise UpstreamError(f"media GET failed: {type(exc).__name__}") from exc
     if response.status_code == 404:
@@ -180,7 +185,7 @@ def get_recording(session: requests.Session, settings: Settings, recording_sid: 
     url = f"{account_url(settings)}/Recordings/{require_sid(recording_sid, 'RE')}.json"
     timeout = (settings.download_connect_timeout, settings.download_read_timeout)
     try:
-        response = session.get(url, timeout=timeout)
+        response = session.get(url, timeout=timeout, auth=_auth(settings))
     except (requests.RequestException, ValueError) as exc:
         raise UpstreamError(f"recording lookup failed: {type(exc).__name__}") from exc
     if response.status_code == 404:
@@ -209,12 +214,12 @@ def make_client(settings: Settings, slots: TwilioSlots | None = None) -> Client:
 
 
 def created_within(resource, since: datetime, until: datetime | None = None) -> bool:
-    """True when a listed resource was created in [since, until]: Twilio's DateCreated
+    """True when a listed resource was created in [since, until): Twilio's DateCreated
     filters work in whole GMT days, so a list asked for a window returns more."""
     created = getattr(resource, "date_created", None)
     if not isinstance(created, datetime):  # the twilio package keeps what it cannot parse: keep it, to be safe
         return True
-    return since <= created and (until is None or created <= until)
+    return since <= created and (until is None or created < until)
 
 
 def call_twilio(func, *args, **kwargs):

@@ -40,8 +40,8 @@ class ReconcileReport(Report):
     temp_removed: int = 0
 
 
-def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None]]:
-    """(RecordingSid, CallSid) of every remembered ``completed`` callback."""
+def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None, str | None]]:
+    """(RecordingSid, CallSid, subaccount or None) of every remembered ``completed`` callback."""
     found = []
     names = list(r.scan_iter(match=keys.WEBHOOK_PATTERN, count=1000))
     for start in range(0, len(names), 1000):  # one MGET per thousand keys, not a GET each
@@ -49,8 +49,17 @@ def _remembered_completed(r: redis.Redis) -> list[tuple[str, str | None]]:
         for raw_key, raw in zip(batch, r.mget(batch), strict=True):
             data = json.loads(raw) if raw else {}
             if data.get("status") == "completed":
-                found.append((keys.sid_of_webhook(raw_key), data.get("call_sid")))
+                found.append((keys.sid_of_webhook(raw_key), data.get("call_sid"), data.get("account_sid")))
     return found
+
+
+def _listings(settings: Settings, r: redis.Redis, client: Client):
+    """(subaccount or None, its recordings' list method) for the main account and each known subaccount."""
+    yield None, client.recordings.list
+    for raw in sorted(r.hkeys(keys.subaccounts())):
+        sub = raw.decode()
+        if is_sid(sub, "AC") and sub != settings.twilio_account_sid:
+            yield sub, client.api.v2010.accounts(sub).recordings.list
 
 
 def reconcile(
@@ -66,22 +75,24 @@ def reconcile(
     fmt = settings.recording_format
     # Temp files on the volume and, in bucket mode, multipart uploads left open.
     report.temp_removed = tier.sweep(max(STALE_TEMP_SECONDS, settings.task_time_limit))
-    wanted: dict[str, str | None] = {}
-    for sid, call_sid in _remembered_completed(r):
-        wanted[sid] = call_sid
+    wanted: dict[str, tuple[str | None, str | None]] = {}  # RecordingSid -> (its owner, its subaccount)
+    for sid, call_sid, account_sid in _remembered_completed(r):
+        wanted[sid] = (call_sid, account_sid)
         report.remembered += 1
     if client is not None:
         since = datetime.now(UTC) - timedelta(hours=settings.reconcile_lookback_hours)
-        for rec in call_twilio(client.recordings.list, date_created_after=since, page_size=1000):
-            if not created_within(rec, since):
-                continue
-            report.listed += 1
-            if rec.status == "completed" and is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
-                wanted.setdefault(rec.sid, rec.call_sid)
-    for sid, call_sid in wanted.items():
+        # The main account's recordings, then each known subaccount's (its list, through the main account).
+        for account_sid, listing in _listings(settings, r, client):
+            for rec in call_twilio(listing, date_created_after=since, page_size=1000):
+                if not created_within(rec, since):
+                    continue
+                report.listed += 1
+                if rec.status == "completed" and is_sid(rec.sid, "RE"):  # a SID becomes a path: never trust one
+                    wanted.setdefault(rec.sid, (rec.call_sid, account_sid))
+    for sid, (call_sid, account_sid) in wanted.items():
         if tier.is_complete(sid, fmt):
             report.already_cached += 1
-        elif queue.enqueue_fetch(publisher, sid, fmt, "reconcile", call_sid):
+        elif queue.enqueue_fetch(publisher, sid, fmt, "reconcile", call_sid, account_sid=account_sid):
             report.enqueued += 1
     log.info("reconcile.done", extra=report.as_dict())
     return report
