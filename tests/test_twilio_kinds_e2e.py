@@ -290,7 +290,7 @@ def test_a_subaccounts_recording_is_validated_and_fetched_with_its_own_credentia
     stack = kinds_stack
     sub = stack.sim("POST", "/_sim/subaccounts").json()
     call = place_call(stack.sim_url, stack.http_url, sub["account_sid"], sub["auth_token"])
-    assert set(call["callback_statuses"]) == {403}  # not known yet: refused, and a sync asked for
+    assert call["callback_statuses"][0] == 403  # not known yet: refused, and a sync asked for (later ones may pass)
     wait_for(lambda: _cli(stack, "sync-accounts")["subaccounts"] >= 1, 30, "the subaccount known")
     stack.sim("POST", "/_sim/reset", json={"stats_only": True})
     call = place_call(stack.sim_url, stack.http_url, sub["account_sid"], sub["auth_token"])
