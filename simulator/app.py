@@ -51,36 +51,50 @@ def _admit(ctx) -> Response | None:
 
 
 class _CountedBody:
-    """A streamed body that counts its request out when the server closes it
-    (Werkzeug hands a direct-passthrough body to the server as it is, so the
-    response's own close callbacks never run for it)."""
+    """A streamed body that counts its request out as it hands over its last
+    byte (before the client can have it, so a client that starts its next
+    request on receiving the last byte is never counted twice), or when the
+    server closes it early. Werkzeug gives a direct-passthrough body to the
+    server as it is: the response's own close callbacks never run for it."""
 
-    def __init__(self, body, leave) -> None:
-        self.body, self.leave, self.closed = iter(body), leave, False
+    def __init__(self, body, leave, length: int | None) -> None:
+        self.body, self.leave, self.left, self.counted = iter(body), leave, length, False
 
     def __iter__(self):
         return self
 
     def __next__(self) -> bytes:
-        return next(self.body)
+        try:
+            chunk = next(self.body)
+        except StopIteration:
+            self._count_out()
+            raise
+        if self.left is not None:
+            self.left -= len(chunk)
+            if self.left <= 0:
+                self._count_out()
+        return chunk
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            try:
-                getattr(self.body, "close", lambda: None)()
-            finally:
-                self.leave()
+        try:
+            getattr(self.body, "close", lambda: None)()
+        finally:
+            self._count_out()
+
+    def _count_out(self) -> None:
+        if not self.counted:
+            self.counted = True
+            self.leave()
 
 
 def _count_out(response: Response) -> Response:
-    """Count the request out once its body is sent (a streamed download's, at its end)."""
+    """Count the request out once its answer is made (a streamed download's, with its last byte)."""
     if g.pop("in_flight", False):
         leave = sim().concurrency.leave
         if response.direct_passthrough:
-            response.response = _CountedBody(response.response, leave)
+            response.response = _CountedBody(response.response, leave, response.content_length)
         else:
-            response.call_on_close(leave)
+            leave()
     return response
 
 
