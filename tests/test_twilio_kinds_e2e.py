@@ -310,3 +310,21 @@ def test_a_webhook_from_any_other_account_is_403(kinds_stack):
               "RecordingStatus": "completed"}  # fmt: skip
     answer = post_callback(stack.http_url + "/twilio/recording-status", params, "a-token-nobody-gave-us")
     assert answer.status_code == 403 and "subaccount" in answer.json()["error"]
+
+
+@pytest.fixture(scope="module")
+def dual_stack(tmp_path_factory):
+    overrides = {**QUICK, "RECORDING_CHANNELS": "dual"}
+    with Stack(tmp_path_factory.mktemp("dual"), overrides=overrides) as running:
+        yield running.start_all(workers=1, concurrency=1)
+
+
+def test_recording_channels_dual_asks_for_a_conferences_parties_apart(dual_stack):
+    stack = dual_stack
+    call = place_call(stack.sim_url, stack.http_url, stack.account_sid, stack.auth_token, conference=True)
+    sid = call["recording_sid"]
+    assert call["recordings"][0]["channels"] == 1  # Twilio records a conference mono
+    body = _playable(stack, call["conference_sid"])
+    assert body == requests.get(f"{stack.sim_url}/_sim/media/{sid}.mp3?channels=2", timeout=10).content
+    assert described(stack, sid)["channels"] == 2
+    assert stack.sim("GET", "/_sim/stats").json()["requested_channels"][sid] == {"2": 1}
