@@ -3,7 +3,7 @@
 Uses the same settings as the running stack (demo secrets included), so it
 needs no arguments: ``make call``, or ``make call ARGS="--child --size 1048576"``
 and one option per kind of recording (``--conference``, ``--mono``,
-``--absent``, ``--failed``, ``--encrypted``).
+``--absent``, ``--failed``, ``--encrypted``, ``--subaccount``).
 """
 
 from __future__ import annotations
@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     ending.add_argument(
         "--encrypted", action="store_true", help="encrypted for the first key in TWILIO_ENCRYPTION_KEYS_DIR"
     )
-    parser.add_argument("--subaccount", action="store_true", help=argparse.SUPPRESS)  # not supported yet
+    parser.add_argument(
+        "--subaccount", action="store_true", help="in a new subaccount (its webhooks signed with its own token)"
+    )
     return parser
 
 
@@ -58,6 +60,23 @@ def _public_key(settings: Settings) -> tuple[str, str]:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return keys[0].stem, public.decode()
+
+
+def _subaccount(settings: Settings) -> tuple[str, str]:
+    """A new subaccount on the simulator, known to the service before its first webhook."""
+    import redis
+
+    from worker import accounts, twilio_api
+
+    reply = requests.post(f"{settings.twilio_api_base_url}/_sim/subaccounts", timeout=10)
+    reply.raise_for_status()
+    created = reply.json()
+    r = redis.Redis.from_url(settings.redis_url)
+    try:
+        accounts.sync(settings, r, twilio_api.make_client(settings))  # what the worker does every 5 minutes
+    finally:
+        r.close()
+    return created["account_sid"], created["auth_token"]
 
 
 def _kind(args: argparse.Namespace, settings: Settings) -> dict:
@@ -84,19 +103,17 @@ def _kind(args: argparse.Namespace, settings: Settings) -> dict:
 def main(argv: list[str]) -> int:
     """Place one simulated call and print its SIDs, the callbacks' answers and where to hear it."""
     args = _parser().parse_args(argv)
-    if args.subaccount:
-        sys.stderr.write("make call: subaccounts are not supported yet\n")
-        return 2
     settings = settings_or_exit()
     if settings.twilio_api_base_url == DEFAULT_API_BASE_URL:
         sys.stderr.write("make call: TWILIO_API_BASE_URL is Twilio itself; calls are simulated only in demo mode\n")
         return 2
     try:
+        account_sid, auth_token = _subaccount(settings) if args.subaccount else (None, None)
         call = place_call(
             settings.twilio_api_base_url,
             settings.public_base_url,
-            settings.twilio_account_sid,
-            settings.twilio_auth_token,
+            account_sid or settings.twilio_account_sid,
+            auth_token or settings.twilio_auth_token,
             size=args.size,
             fmt=settings.recording_format,
             **_kind(args, settings),
@@ -113,6 +130,7 @@ def main(argv: list[str]) -> int:
     sys.stdout.write(
         f"call_sid={call['call_sid']} child_call_sid={call['child_call_sid']} "
         f"conference_sid={call['conference_sid']} recording_sid={call['recording_sid']} "
+        f"account_sid={call['account_sid']} "
         f"bytes={args.size} callbacks={statuses}\n"
         f"next: open {settings.public_base_url}/ (demo page) or play {url}\n"
     )

@@ -49,7 +49,6 @@ def test_an_absent_recording_plays_404(stack):
     ("args", "message"),
     [
         (["--encrypted"], "RECORDING_FORMAT=wav"),
-        (["--subaccount"], "not supported yet"),
         (["--child", "--conference"], "not allowed with"),
         (["--size", "12"], "expected"),
     ],
@@ -57,3 +56,12 @@ def test_an_absent_recording_plays_404(stack):
 def test_an_option_that_cannot_work_is_one_clear_line(stack, args, message):
     done = make_call(stack, *args)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_call_in_a_new_subaccount_is_accepted_and_plays(stack):
+    done = make_call(stack, "--subaccount", "--size", "4096")
+    assert done.returncode == 0, done.stderr
+    fields = _fields(done.stdout)
+    assert fields["account_sid"] != stack.account_sid and set(fields["callbacks"].split(",")) == {"204"}
+    url = done.stdout.splitlines()[1].split(" play ", 1)[1]
+    wait_for(lambda: requests.get(url, timeout=10).status_code == 200, 30, "the subaccount's recording")
