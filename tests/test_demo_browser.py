@@ -129,6 +129,7 @@ def test_a_conference_is_placed_and_played_by_its_conference_sid(demo_stack, bro
     conference = row.get_attribute("data-sid")
     page.wait_for_selector(f"audio[data-sid='{conference}'][src]", timeout=30_000)
     assert row.query_selector(".channels").inner_text() == "1"  # a conference is recorded mono
+    assert row.query_selector(".source").inner_text() == "StartConferenceRecordingAPI"
     play(page, conference)
     page_wait(page, lambda: any(r.status == 206 and conference in r.url for r in responses), 15, "206, conference")
 

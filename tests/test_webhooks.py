@@ -58,7 +58,13 @@ def test_other_statuses_are_remembered_not_enqueued(client, app, state):
 
 
 @pytest.mark.parametrize(
-    ("field", "value"), [("RecordingChannels", "3"), ("RecordingChannels", "two"), ("RecordingTrack", "sideways")]
+    ("field", "value"),
+    [
+        ("RecordingChannels", "3"),
+        ("RecordingChannels", "two"),
+        ("RecordingTrack", "sideways"),
+        ("RecordingSource", "Fax"),
+    ],
 )
 def test_channels_and_track_twilio_never_sends_are_400(client, app, field, value):
     response = post_signed(client, "/twilio/recording-status", recording_params(**{field: value}))
@@ -229,3 +235,10 @@ def test_redis_down_answers_503_so_twilio_retries(tmp_path):
     response = post_signed(app.test_client(), "/twilio/recording-status", recording_params())
     assert response.status_code == 503
     assert response.headers["Retry-After"]
+
+
+def test_the_recording_source_a_callback_names_is_shown_by_the_api(client, app):
+    params = recording_params(RecordingStatus="in-progress", RecordingSource="StartCallRecordingAPI")
+    assert post_signed(client, "/twilio/recording-status", params).status_code == 204
+    described = client.get(f"/api/recordings/{RE}", headers={"Authorization": f"Bearer {API_TOKEN}"}).get_json()
+    assert described["source"] == "StartCallRecordingAPI"

@@ -19,6 +19,11 @@ log = logging.getLogger(__name__)
 bp = Blueprint("twilio", __name__, url_prefix="/twilio")
 
 RECORDING_STATUSES = ("in-progress", "completed", "absent", "failed")
+# Twilio's recording_enum_source (its OpenAPI description).
+RECORDING_SOURCES = (
+    "DialVerb", "Conference", "OutboundAPI", "Trunking", "RecordVerb", "StartCallRecordingAPI",
+    "StartConferenceRecordingAPI",
+)  # fmt: skip
 
 
 @cache
@@ -115,6 +120,8 @@ def recording_status():
     error_code = _error_code()
     _check_choice(form, "RecordingChannels", ("1", "2"))
     _check_choice(form, "RecordingTrack", ("inbound", "outbound", "both"))
+    _check_choice(form, "RecordingSource", RECORDING_SOURCES)
+    source = form.get("RecordingSource")
     settings, svc = services().settings, services()
     url = form.get("RecordingUrl", "")
     if url and not twilio_api.is_twilio_url(settings, url):
@@ -131,9 +138,10 @@ def recording_status():
             recorded_at,
             webhook_status=recording_status,
             account_sid=None if account_sid == settings.twilio_account_sid else account_sid,
+            source=source,
         )
     else:
-        status.remember_webhook(svc.redis, recording_sid, recording_status, owner_sid)
+        status.remember_webhook(svc.redis, recording_sid, recording_status, owner_sid, source)
         if recording_status in status.FINAL_STATUSES:  # never any media: players get 404, no fetch
             status.set_final(svc.redis, recording_sid, settings.recording_format, recording_status, error_code)
     metrics.WEBHOOKS.labels("recording", recording_status).inc()

@@ -36,6 +36,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
             channels=facts and facts.channels,
             downloaded_at=facts and facts.downloaded_at,
         )
+        info["source"] = (status.last_webhook(r, recording_sid) or {}).get("source")  # as its callback said
         return info
     if sid.startswith("RE"):
         webhook = status.last_webhook(r, sid)
@@ -43,6 +44,7 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
             info["call_sid"] = webhook.get("call_sid")
             info["twilio_status"] = webhook.get("status")
             info["account_sid"] = webhook.get("account_sid") or settings.twilio_account_sid
+            info["source"] = webhook.get("source")
     if sid.startswith("RE") and status.is_downloading(r, sid, fmt):
         info["status"] = "downloading"
         return info

@@ -15,6 +15,7 @@ def enqueue_fetch(
     recorded_at: str | None = None,
     webhook_status: str | None = None,
     account_sid: str | None = None,
+    source: str | None = None,
 ) -> bool:
     """Queue a fetch of a RecordingSid, CallSid or ConferenceSid unless one was queued just now.
 
@@ -33,7 +34,7 @@ def enqueue_fetch(
         name, args = "recordings.fetch_conference", [sid, fmt]
     else:
         name, args = "recordings.fetch_call", [sid, fmt]
-    webhook = (webhook_status, call_sid or "", account_sid) if webhook_status else None
+    webhook = (webhook_status, call_sid or "", account_sid, source) if webhook_status else None
     if not publisher.claim_and_push(sid, fmt, name, args, webhook):
         return False
     # No log line here: each caller logs its own event with enqueued=…

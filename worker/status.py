@@ -72,15 +72,17 @@ def is_downloading(r: redis.Redis, sid: str, fmt: str) -> bool:
     return bool(r.exists(keys.recording_lock(sid, fmt)))
 
 
-def webhook_value(status: str, call_sid: str, account_sid: str | None = None) -> str:
-    """The stored form of a recording-status callback (``account_sid``: a subaccount's)."""
+def webhook_value(status: str, call_sid: str, account_sid: str | None = None, source: str | None = None) -> str:
+    """The stored form of a recording-status callback (``account_sid``: a subaccount's; ``source``:
+    what made the recording, RecordingSource)."""
     value = {"status": status, "call_sid": call_sid, "at": round(time.time(), 3)}
-    return json.dumps({**value, "account_sid": account_sid} if account_sid else value)
+    extra = {name: given for name, given in (("account_sid", account_sid), ("source", source)) if given}
+    return json.dumps({**value, **extra})
 
 
-def remember_webhook(r: redis.Redis, recording_sid: str, status: str, call_sid: str) -> None:
+def remember_webhook(r: redis.Redis, recording_sid: str, status: str, call_sid: str, source: str | None = None) -> None:
     """Keep the last recording-status callback Twilio sent for a recording."""
-    r.set(keys.webhook(recording_sid), webhook_value(status, call_sid), ex=keys.STATE_TTL_SECONDS)
+    r.set(keys.webhook(recording_sid), webhook_value(status, call_sid, None, source), ex=keys.STATE_TTL_SECONDS)
 
 
 def last_webhook(r: redis.Redis, recording_sid: str) -> dict | None:
