@@ -19,11 +19,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-
 from .errors import IncompleteMedia, RecordingUnavailable
 from .sids import is_sid
 
@@ -67,6 +62,10 @@ def details_of(recording_sid: str, resource: dict | None) -> EncryptionDetails |
 
 def content_key(recording_sid: str, keys_dir: Path | None, details: EncryptionDetails) -> bytes:
     """The recording's AES key, unwrapped with the private key ``details`` names."""
+    # Imported here, as boto3 is: an account without encryption never loads it (about 4 MiB per process).
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
     if keys_dir is None:
         raise Undecryptable(recording_sid, f"no TWILIO_ENCRYPTION_KEYS_DIR for key {details.public_key_sid}")
     path = keys_dir / f"{details.public_key_sid}.pem"
@@ -91,6 +90,9 @@ def content_key(recording_sid: str, keys_dir: Path | None, details: EncryptionDe
 def decrypt_chunks(chunks: Iterable[bytes], cek: bytes, iv: bytes, recording_sid: str) -> Iterator[bytes]:
     """The plaintext of an AES-256-GCM body (ciphertext + tag), chunk by chunk;
     IncompleteMedia at the end when the tag does not verify (tampered or cut)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
     decryptor = Cipher(algorithms.AES(cek), modes.GCM(iv)).decryptor()
     held = b""  # the last TAG_BYTES seen: the tag, once the body ends
     for chunk in chunks:
