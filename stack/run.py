@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import redis
 
 from nginx.render import make_folders, render
+from worker import broker
 from worker.bucket_settings import LOCAL_GATEWAY_DIR, bucket_settings
 from worker.config import Settings, merged_environment, nginx_path
 from worker.errors import ConfigError
@@ -35,6 +36,18 @@ def redis_answers(url: str) -> bool:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
     except redis.RedisError:
         return False
+
+
+def warn_if_not_durable(settings: Settings) -> str | None:
+    """Say at start when the reused Redis would lose the queue on its restart (one line); the warning."""
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=1)
+    try:
+        warning = broker.persistence_warning(client)
+    finally:
+        client.close()
+    if warning:
+        log.warning("run.redis_not_durable", extra={"warning": warning})
+    return warning
 
 
 def redis_to_start(settings: Settings) -> dict[str, str] | None:
@@ -99,6 +112,8 @@ def main() -> None:
         env.update(redis_env)
         processes.append("redis")
         log.info("run.redis_local", extra={"port": redis_env["REDIS_PORT"]})
+    else:
+        warn_if_not_durable(settings)
     if settings.demo:
         env.update(SIM_ACCOUNT_SID=settings.twilio_account_sid, SIM_AUTH_TOKEN=settings.twilio_auth_token)
         processes.append("simulator")

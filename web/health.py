@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 
 from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from worker import broker
 from worker.errors import StorageError
 from worker.keys import QUEUE
 from worker.maintenance import evict, playlog
@@ -32,7 +34,21 @@ def healthz():
     if settings.bucket is not None:
         checks["bucket"] = _bucket_check(services().tier)
     healthy = all(value == "ok" for value in checks.values())
-    return jsonify(status="ok" if healthy else "unavailable", **checks), 200 if healthy else 503
+    warning = _persistence_warning() if checks["redis"] == "ok" else None
+    extra = {"warnings": [warning]} if warning else {}  # worth knowing, not a failure
+    return jsonify(status="ok" if healthy else "unavailable", **checks, **extra), 200 if healthy else 503
+
+
+_PERSISTENCE_CHECK_SECONDS = 60.0
+_persistence: dict = {"at": float("-inf"), "warning": None}
+
+
+def _persistence_warning() -> str | None:
+    """broker.persistence_warning, asked at most once a minute per process (health checks come often)."""
+    now = time.monotonic()
+    if now - _persistence["at"] >= _PERSISTENCE_CHECK_SECONDS:
+        _persistence.update(at=now, warning=broker.persistence_warning(services().redis))
+    return _persistence["warning"]
 
 
 def _volume_check(root) -> str:

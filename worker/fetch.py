@@ -129,6 +129,8 @@ def _already_cached(
     _forget_state(r, recording_sid, fmt)
     if size is None:
         size = tier.size(recording_sid, fmt)
+    # A duplicate task (another webhook, a play, a redelivery) ends here: say why it downloaded nothing.
+    log.info("download.skipped", extra={"recording_sid": recording_sid, "format": fmt, "reason": "already_cached"})
     return FetchOutcome(recording_sid, "cached", bytes=size or 0)
 
 
