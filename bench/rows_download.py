@@ -6,6 +6,8 @@ import os
 import statistics
 import subprocess
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench.context import Context
@@ -134,52 +136,89 @@ def row_download(ctx: Context, result: RowResult) -> None:
     ]
 
 
-def row_memory(ctx: Context, result: RowResult) -> None:
-    """Row 6: peak RSS of the Celery pool process while it downloads a large recording."""
-    budget, dep = ctx.budget, ctx.main()
-    dep.set_workers({"memworker": 1})  # a fresh worker: VmHWM then belongs to this download alone
+@dataclass(frozen=True)
+class WorkerMemory:
+    """A fresh one-process Celery worker's memory over one large recording."""
+
+    pool: list[int]
+    idle_kib: int  # the pool process before the recording
+    sampled_kib: int  # its highest VmRSS, sampled every 10 ms
+    hwm_kib: int  # its VmHWM afterwards
+    main_peak_kib: int  # the consumer (main) process's highest VmRSS
+    samples: int
+    seconds: float  # webhook to done
+
+    @property
+    def peak_mib(self) -> float:
+        return max(self.hwm_kib, self.sampled_kib) / 1024
+
+    def check(self, what: str) -> Check:
+        """The row's line: peak RSS against the idle pool process, under 100 MiB."""
+        return Check(
+            f"worker peak RSS, {what}",
+            f"{self.peak_mib:.0f} MiB",
+            f"idle pool process {self.idle_kib / 1024:.0f} MiB",
+            self.peak_mib / (self.idle_kib / 1024),
+            "< 100 MiB",
+            self.peak_mib < 100,
+        )
+
+    def details(self, size_mib: int) -> dict:
+        return {
+            "size_mib": size_mib,
+            "pool_pids": self.pool,
+            "idle_rss_kib": self.idle_kib,
+            "sampled_peak_rss_kib": self.sampled_kib,
+            "vm_hwm_kib": self.hwm_kib,
+            "main_process_peak_rss_kib": self.main_peak_kib,
+            "samples": self.samples,
+        }
+
+    def method(self, done: str) -> str:
+        """How the figure was taken, for the row's notes; ``done`` names the end of the work."""
+        return (
+            f"A fresh Celery worker with concurrency 1; its pool process's VmRSS sampled every 10 ms "
+            f"({self.samples} samples, peak {self.sampled_kib / 1024:.0f} MiB) and its VmHWM read after the "
+            f"{done} ({self.hwm_kib / 1024:.0f} MiB); the figure is the larger. Main (consumer) process peak "
+            f"{self.main_peak_kib / 1024:.0f} MiB."
+        )
+
+
+def worker_memory(dep: Deployment, recording: dict, wait_done: Callable[[], object]) -> WorkerMemory:
+    """Send ``recording``'s webhook to a fresh one-process worker and sample its memory until ``wait_done``."""
+    dep.set_workers({"memworker": 1})  # a fresh worker: VmHWM then belongs to this recording alone
     main_pid = dep.stack.procs["memworker"].popen.pid
     pool = dep.pool_pids("memworker")
     if not pool:
         raise RuntimeError("the Celery worker has no pool process")
     idle_kib = max(status_kib(pid, "VmRSS") for pid in pool)
-    recording = create_call(dep, size=budget.memory_mib * MIB)["recordings"][0]
     sampler = RssSampler(lambda: [main_pid, *pool], interval=0.01)
     sampler.start()
     try:
         started = time.perf_counter()
         if send_completed(dep, recording) != 204:
             raise RuntimeError("the webhook was not answered 204")
-        seconds = wait_file(dep, recording["sid"], 300, interval=0.01) - started
+        wait_done()
+        seconds = time.perf_counter() - started
     finally:
         peaks = sampler.stop()
-    hwm_kib = max(status_kib(pid, "VmHWM") for pid in pool)
-    sampled_kib = max(peaks.get(pid, 0) for pid in pool)
-    peak_mib = max(hwm_kib, sampled_kib) / 1024
-    _forget(dep, recording["sid"], recording["call_sid"])
-    result.checks.append(
-        Check(
-            f"worker peak RSS, {budget.memory_mib} MiB download",
-            f"{peak_mib:.0f} MiB",
-            f"idle pool process {idle_kib / 1024:.0f} MiB",
-            peak_mib / (idle_kib / 1024),
-            "< 100 MiB",
-            peak_mib < 100,
-        )
+    return WorkerMemory(
+        pool=pool,
+        idle_kib=idle_kib,
+        sampled_kib=max(peaks.get(pid, 0) for pid in pool),
+        hwm_kib=max(status_kib(pid, "VmHWM") for pid in pool),
+        main_peak_kib=peaks.get(main_pid, 0),
+        samples=sampler.samples,
+        seconds=seconds,
     )
-    result.details = {
-        "size_mib": budget.memory_mib,
-        "pool_pids": pool,
-        "idle_rss_kib": idle_kib,
-        "sampled_peak_rss_kib": sampled_kib,
-        "vm_hwm_kib": hwm_kib,
-        "main_process_peak_rss_kib": peaks.get(main_pid, 0),
-        "samples": sampler.samples,
-        "webhook_to_file_s": round(seconds, 2),
-    }
-    result.notes += [
-        f"A fresh Celery worker with concurrency 1; its pool process's VmRSS sampled every 10 ms "
-        f"({sampler.samples} samples, peak {sampled_kib / 1024:.0f} MiB) and its VmHWM read after the "
-        f"download ({hwm_kib / 1024:.0f} MiB); the figure is the larger. Main (consumer) process peak "
-        f"{peaks.get(main_pid, 0) / 1024:.0f} MiB. Webhook → file {seconds:.1f} s.",
-    ]
+
+
+def row_memory(ctx: Context, result: RowResult) -> None:
+    """Row 6: peak RSS of the Celery pool process while it downloads a large recording."""
+    budget, dep = ctx.budget, ctx.main()
+    recording = create_call(dep, size=budget.memory_mib * MIB)["recordings"][0]
+    memory = worker_memory(dep, recording, lambda: wait_file(dep, recording["sid"], 300, interval=0.01))
+    _forget(dep, recording["sid"], recording["call_sid"])
+    result.checks.append(memory.check(f"{budget.memory_mib} MiB download"))
+    result.details = {**memory.details(budget.memory_mib), "webhook_to_file_s": round(memory.seconds, 2)}
+    result.notes += [f"{memory.method('download')} Webhook → file {memory.seconds:.1f} s."]

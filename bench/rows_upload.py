@@ -13,8 +13,8 @@ from botocore.config import Config
 
 from bench.bucket import BucketDeployment
 from bench.context import Context
-from bench.procstat import RssSampler, status_kib
 from bench.report import Check, RowResult
+from bench.rows_download import worker_memory
 from bench.rows_pipeline import FOUR_PROCESSES, MIB, create_call, media_url, send_completed
 from bench.volume import new_sid
 
@@ -125,59 +125,24 @@ def row_upload(ctx: Context, result: RowResult) -> None:
 def row_memory_bucket(ctx: Context, result: RowResult) -> None:
     """Row 12: peak RSS of the Celery pool process while it downloads, then uploads, a large recording."""
     budget, dep = ctx.budget, ctx.bucket()
-    dep.set_workers({"memworker": 1})  # a fresh worker: VmHWM then belongs to this recording alone
-    main_pid = dep.stack.procs["memworker"].popen.pid
-    pool = dep.pool_pids("memworker")
-    if not pool:
-        raise RuntimeError("the Celery worker has no pool process")
-    idle_kib = max(status_kib(pid, "VmRSS") for pid in pool)
     recording = create_call(dep, size=budget.memory_mib * MIB)["recordings"][0]
     sid = recording["sid"]
-    sampler = RssSampler(lambda: [main_pid, *pool], interval=0.01)
-    sampler.start()
-    try:
-        started = time.perf_counter()
-        if send_completed(dep, recording) != 204:
-            raise RuntimeError("the webhook was not answered 204")
-        upload_ms = dep.logged_ms("upload.done", sid)
-        seconds = time.perf_counter() - started
-    finally:
-        peaks = sampler.stop()
-    download_ms = dep.logged_ms("download.done", sid)
-    hwm_kib = max(status_kib(pid, "VmHWM") for pid in pool)
-    sampled_kib = max(peaks.get(pid, 0) for pid in pool)
-    peak_mib = max(hwm_kib, sampled_kib) / 1024
+    done: dict[str, float] = {}  # the upload.done ms, read once it is logged
+    memory = worker_memory(dep, recording, lambda: done.setdefault("upload_ms", dep.logged_ms("upload.done", sid)))
+    upload_ms, download_ms = done["upload_ms"], dep.logged_ms("download.done", sid)
     stored = dep.store.head(sid, "mp3")
     dep.delete(sid)
     if stored is None or stored["bytes"] != budget.memory_mib * MIB:
         raise RuntimeError(f"the bucket holds {stored and stored['bytes']} bytes for {sid}")
-    result.checks.append(
-        Check(
-            f"worker peak RSS, {budget.memory_mib} MiB download + upload (bucket mode)",
-            f"{peak_mib:.0f} MiB",
-            f"idle pool process {idle_kib / 1024:.0f} MiB",
-            peak_mib / (idle_kib / 1024),
-            "< 100 MiB",
-            peak_mib < 100,
-        )
-    )
+    result.checks.append(memory.check(f"{budget.memory_mib} MiB download + upload (bucket mode)"))
     result.details = {
-        "size_mib": budget.memory_mib,
-        "pool_pids": pool,
-        "idle_rss_kib": idle_kib,
-        "sampled_peak_rss_kib": sampled_kib,
-        "vm_hwm_kib": hwm_kib,
-        "main_process_peak_rss_kib": peaks.get(main_pid, 0),
-        "samples": sampler.samples,
+        **memory.details(budget.memory_mib),
         "download_ms": download_ms,
         "upload_ms": upload_ms,
-        "webhook_to_uploaded_s": round(seconds, 2),
+        "webhook_to_uploaded_s": round(memory.seconds, 2),
     }
     result.notes += [
-        f"Row 6's method in bucket mode: a fresh Celery worker with concurrency 1; its pool process's VmRSS "
-        f"sampled every 10 ms ({sampler.samples} samples, peak {sampled_kib / 1024:.0f} MiB) and its VmHWM read "
-        f"after the upload ({hwm_kib / 1024:.0f} MiB); the figure is the larger. The task downloads to the "
-        f"staging folder ({download_ms / 1000:.1f} s), then uploads to RGW in 16 MiB parts "
-        f"({upload_ms / 1000:.1f} s); webhook → object in the bucket {seconds:.1f} s. Main (consumer) process "
-        f"peak {peaks.get(main_pid, 0) / 1024:.0f} MiB.",
+        f"Row 6's method in bucket mode. {memory.method('upload')} The task downloads to the staging folder "
+        f"({download_ms / 1000:.1f} s), then uploads to RGW in 16 MiB parts ({upload_ms / 1000:.1f} s); "
+        f"webhook → object in the bucket {memory.seconds:.1f} s.",
     ]

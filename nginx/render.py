@@ -62,6 +62,7 @@ def render(
     nofile = descriptor_limit()
     # The edge cache folder (bucket mode) is nginx's own: it creates it for its workers.
     make_folders(settings.playback_log.parent, *(runtime_dir / sub for sub in TEMP_FOLDERS))
+    origin = bucket_origin(settings, check_njs=nginx_here)
     env = Environment(
         loader=FileSystemLoader(Path(__file__).parent), undefined=StrictUndefined, keep_trailing_newline=True
     )
@@ -86,15 +87,15 @@ def render(
         recording_sid=pattern("RE"),
         index_sid=INDEX_SID,
         media_format=FORMAT,
-        bucket=bucket_origin(settings, check_njs=nginx_here),
+        bucket=origin,
         edge_cache_dir=settings.edge_cache_dir,
         edge_cache_max_bytes=settings.edge_cache_max_bytes,
         edge_cache_valid=EDGE_CACHE_VALID,
         slice_size=SLICE_SIZE,
         demo=settings.demo,
     )
-    if settings.bucket is not None:
-        write_njs(settings, runtime_dir)
+    if origin is not None:
+        write_njs(settings, runtime_dir, origin)
     # Written aside and renamed: a failed render leaves the last good config whole.
     path = runtime_dir / "nginx.conf"
     atomic.write_bytes(path, text.encode("utf-8"), mode=0o600)
@@ -135,18 +136,18 @@ def njs_module(path: Path = NJS_MODULE) -> Path:
     return path
 
 
-def write_njs(settings: Settings, runtime_dir: Path) -> None:
-    """s3.js and the keys it signs with (s3_keys.js, mode 0600) under ``runtime_dir/njs``."""
+def write_njs(settings: Settings, runtime_dir: Path, origin: dict) -> None:
+    """s3.js and the keys it signs with (s3_keys.js, mode 0600) under ``runtime_dir/njs``;
+    ``origin`` is ``bucket_origin``'s answer."""
     bucket = settings.bucket
     folder = runtime_dir / "njs"
     make_folders(folder)
-    base, path = objectstore.origin(bucket)
     keys = {
         "accessKeyId": bucket.access_key_id,
         "secretAccessKey": bucket.secret_access_key,
         "region": bucket.region,
-        "host": urlsplit(base).netloc,
-        "path": path,
+        "host": origin["host"],
+        "path": origin["path"],
         "recordedEtagHeader": f"x-amz-meta-{objectstore.ETAG_KEY}",
     }
     # JSON is a JavaScript literal: any character in a key is written safely.

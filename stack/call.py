@@ -12,11 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+import redis
 import requests
 from cryptography.hazmat.primitives import serialization
 
 from simulator.callbacks import place_call
 from simulator.control import MAX_SIZE, MIN_SIZE
+from worker import accounts, twilio_api
 from worker.config import DEFAULT_API_BASE_URL, Settings
 from worker.runtime import settings_or_exit
 from worker.signing import signed_url
@@ -64,10 +66,6 @@ def _public_key(settings: Settings) -> tuple[str, str]:
 
 def _subaccount(settings: Settings) -> tuple[str, str]:
     """A new subaccount on the simulator, known to the service before its first webhook."""
-    import redis
-
-    from worker import accounts, twilio_api
-
     reply = requests.post(f"{settings.twilio_api_base_url}/_sim/subaccounts", timeout=10)
     reply.raise_for_status()
     created = reply.json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import subprocess
 from pathlib import Path
 
@@ -62,3 +63,18 @@ def sent_tasks(flask_app) -> list[tuple[str, list]]:
         args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
         pushed.append((message["headers"]["task"], args))
     return pushed
+
+
+def relay(src: socket.socket, dst: socket.socket) -> None:
+    """Copy ``src`` to ``dst`` until either side ends, then shut both down (one direction of a forwarder)."""
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass

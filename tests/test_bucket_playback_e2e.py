@@ -17,6 +17,7 @@ from simulator.callbacks import place_call
 from stack.local import Stack
 from stack.ports import wait_for
 from stack.rgw import new_bucket
+from tests.support import relay
 from worker import signing
 from worker.bucket_settings import BucketSettings
 from worker.objectstore import ObjectStore
@@ -145,21 +146,7 @@ class Outage:
             upstream = socket.create_connection(("127.0.0.1", self.target))
             self.conns += [client, upstream]  # closed by cut()
             for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                threading.Thread(target=relay, args=(src, dst), daemon=True).start()
 
     def cut(self) -> None:
         self.up = False

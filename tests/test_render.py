@@ -28,13 +28,7 @@ def test_paths_with_spaces_pass_nginx_config_test(tmp_path):
     config = render(settings, runtime, access_log=str(tmp_path / "my logs" / "access.log"))
     text = config.read_text()
     assert f'alias "{settings.recordings_dir}/$rc_sid.$rc_fmt";' in text
-    checked = subprocess.run(
-        ["nginx", "-t", "-q", "-p", str(runtime), "-c", str(config), "-e", "stderr"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert checked.returncode == 0, checked.stderr
+    _check(runtime, config)
 
 
 def test_a_failed_render_keeps_the_last_config(tmp_path):

@@ -39,10 +39,15 @@ def described(stack: Stack, sid: str, fmt: str = "mp3") -> dict:
     return requests.get(url, headers=headers, timeout=10).json()
 
 
+def _running(tmp_path_factory, name: str, workers: int = 1, concurrency: int = 1, **settings: str):
+    """A stack with QUICK and ``settings``, started, and stopped when the fixture that yields from it ends."""
+    with Stack(tmp_path_factory.mktemp(name), overrides={**QUICK, **settings}) as running:
+        yield running.start_all(workers=workers, concurrency=concurrency)
+
+
 @pytest.fixture(scope="module")
 def kinds_stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("kinds"), overrides=QUICK) as running:
-        yield running.start_all(workers=1, concurrency=2)
+    yield from _running(tmp_path_factory, "kinds", concurrency=2)
 
 
 @pytest.mark.parametrize(("twilio_status", "error_code"), [("absent", 16101), ("absent", 16102), ("failed", 16104)])
@@ -157,9 +162,7 @@ def test_a_call_is_kept_in_the_dual_channel_twilio_recorded(kinds_stack):
 
 @pytest.fixture(scope="module")
 def mono_stack(tmp_path_factory):
-    overrides = {**QUICK, "RECORDING_CHANNELS": "mono"}
-    with Stack(tmp_path_factory.mktemp("mono"), overrides=overrides) as running:
-        yield running.start_all(workers=1, concurrency=1)
+    yield from _running(tmp_path_factory, "mono", RECORDING_CHANNELS="mono")
 
 
 def test_recording_channels_mono_downloads_the_downmix(mono_stack):
@@ -175,9 +178,8 @@ def test_recording_channels_mono_downloads_the_downmix(mono_stack):
 @pytest.fixture(scope="module")
 def limited_stack(tmp_path_factory):
     """Two workers × three processes that may ask Twilio only two things at once."""
-    overrides = {**QUICK, "TWILIO_MAX_CONCURRENT_REQUESTS": "2", "DOWNLOAD_MAX_RETRIES": "8"}
-    with Stack(tmp_path_factory.mktemp("limited"), overrides=overrides) as running:
-        yield running.start_all(workers=2, concurrency=3)
+    limits = {"TWILIO_MAX_CONCURRENT_REQUESTS": "2", "DOWNLOAD_MAX_RETRIES": "8"}
+    yield from _running(tmp_path_factory, "limited", workers=2, concurrency=3, **limits)
 
 
 def _download_all(stack: Stack, count: int) -> list[str]:
@@ -314,9 +316,7 @@ def test_a_webhook_from_any_other_account_is_403(kinds_stack):
 
 @pytest.fixture(scope="module")
 def dual_stack(tmp_path_factory):
-    overrides = {**QUICK, "RECORDING_CHANNELS": "dual"}
-    with Stack(tmp_path_factory.mktemp("dual"), overrides=overrides) as running:
-        yield running.start_all(workers=1, concurrency=1)
+    yield from _running(tmp_path_factory, "dual", RECORDING_CHANNELS="dual")
 
 
 def test_recording_channels_dual_asks_for_a_conferences_parties_apart(dual_stack):

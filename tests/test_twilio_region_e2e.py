@@ -27,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from simulator.callbacks import place_call
 from stack.local import Stack
 from stack.ports import wait_for
+from tests.support import relay
 from worker import signing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.twilio_kinds]
@@ -96,23 +97,10 @@ class _Tunnel(socketserver.StreamRequestHandler):
             self.server.tls.wrap_socket(self.connection, server_side=True) as client,
             socket.create_connection(("127.0.0.1", self.server.simulator_port)) as upstream,
         ):
-            pump = threading.Thread(target=_relay, args=(upstream, client), daemon=True)
+            pump = threading.Thread(target=relay, args=(upstream, client), daemon=True)
             pump.start()
-            _relay(client, upstream)
+            relay(client, upstream)
             pump.join(10)
-
-
-def _relay(source, sink) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        try:
-            sink.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 @pytest.fixture(scope="module")

@@ -30,9 +30,7 @@ def enqueue_fetch(
         name, args = "recordings.fetch", [sid, fmt, call_sid, recorded_at]
         if account_sid:  # a subaccount's recording: fetched with its credentials
             args.append(account_sid)
-    elif sid.startswith("CF"):
-        name, args = "recordings.fetch_conference", [sid, fmt]
-    else:
+    else:  # a CallSid or a ConferenceSid: its latest recording
         name, args = "recordings.fetch_call", [sid, fmt]
     webhook = (webhook_status, call_sid or "", account_sid, source) if webhook_status else None
     if not publisher.claim_and_push(sid, fmt, name, args, webhook):

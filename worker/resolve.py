@@ -54,8 +54,14 @@ def _latest_completed(client: Client, owner_sid: str) -> CallRecording | None:
 def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecording:
     """The latest completed recording of the call, or of its parent call.
 
-    Raises RecordingNotFound when neither leg has a completed recording.
+    A ConferenceSid resolves to the conference's latest completed recording.
+    Raises RecordingNotFound when neither leg (nor the conference) has a completed recording.
     """
+    if is_sid(call_sid, "CF"):
+        found = _latest_completed(client, call_sid)
+        if found is None:
+            raise RecordingNotFound(f"conference {call_sid} has no completed recording")
+        return found
     require_sid(call_sid, "CA")
     root = settings.recordings_dir
     parent = storage.parent_of(root, call_sid)
@@ -77,26 +83,6 @@ def resolve_call(call_sid: str, settings: Settings, client: Client) -> CallRecor
     return found
 
 
-def fetch_conference(
-    conference_sid: str,
-    fmt: str,
-    settings: Settings,
-    r: redis.Redis,
-    session: requests.Session,
-    client: Client,
-    tier: tiers.Tier | None = None,
-) -> fetch.FetchOutcome:
-    """A ConferenceSid's latest completed recording, fetched once and linked from the conference."""
-    found = _latest_completed(client, require_sid(conference_sid, "CF"))
-    if found is None:
-        raise RecordingNotFound(f"conference {conference_sid} has no completed recording")
-    outcome = fetch.fetch_recording(
-        found.recording_sid, fmt, settings, r, session, conference_sid, found.recorded_at, tier
-    )
-    status.clear_state(r, conference_sid, fmt)
-    return outcome
-
-
 def fetch_call(
     call_sid: str,
     fmt: str,
@@ -106,7 +92,7 @@ def fetch_call(
     client: Client,
     tier: tiers.Tier | None = None,
 ) -> fetch.FetchOutcome:
-    """Resolve a CallSid to its latest recording, fetch that once, and link the call to it."""
+    """Resolve a CallSid (or ConferenceSid) to its latest recording, fetch that once, and link the SID to it."""
     found = resolve_call(call_sid, settings, client)
     tier = tier or tiers.for_settings(settings)
     # fetch_recording links the owner call and its known legs; the leg asked for may be new.

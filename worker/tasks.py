@@ -61,7 +61,7 @@ def fetch_recording_task(
 
 @shared_task(bind=True, name="recordings.fetch_call", max_retries=None)
 def fetch_call_task(self: Task, call_sid: str, fmt: str, waits: int = 0) -> dict:
-    """Resolve a CallSid (parent or child leg) to its recording and fetch it."""
+    """Resolve a CallSid (parent or child leg) or a ConferenceSid to its recording and fetch it."""
     res = resources.current()
 
     def work() -> dict:
@@ -69,20 +69,6 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str, waits: int = 0) -> dict
         return outcome.as_dict(call_sid)
 
     return _settled(self, call_sid, fmt, work)
-
-
-@shared_task(bind=True, name="recordings.fetch_conference", max_retries=None)
-def fetch_conference_task(self: Task, conference_sid: str, fmt: str, waits: int = 0) -> dict:
-    """Fetch a ConferenceSid's latest recording and link the conference to it."""
-    res = resources.current()
-
-    def work() -> dict:
-        outcome = resolve.fetch_conference(
-            conference_sid, fmt, res.settings, res.redis, res.session, res.twilio, res.tier
-        )
-        return outcome.as_dict(conference_sid)
-
-    return _settled(self, conference_sid, fmt, work)
 
 
 @shared_task(name="accounts.sync")

@@ -222,15 +222,12 @@ class BucketTier:
             self.store.link_call(sid, recording_sid, fmt, recorded_at)
 
 
-_NOT_METADATA = ("recording_sid", "format")  # the object's key says these
-
-
 def object_metadata(facts: Sidecar) -> dict[str, str]:
     """The sidecar's facts as S3 user metadata (x-amz-meta-*: ASCII strings, dashes for underscores)."""
     return {
         name.replace("_", "-"): str(value)
         for name, value in facts.as_dict().items()
-        if value is not None and name not in _NOT_METADATA
+        if value is not None and name not in ("recording_sid", "format")  # the object's key says these
     }
 
 
