@@ -175,7 +175,6 @@ class Stack:
             RETRY_BACKOFF_SECONDS="0.2",
             RETRY_BACKOFF_MAX_SECONDS="1",
             DOWNLOAD_READ_TIMEOUT="5",
-            LOCK_TTL_SECONDS="10",
         )
         if self.demo:
             for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "API_TOKEN", "PLAYBACK_SIGNING_KEY"):

@@ -86,6 +86,21 @@ def test_malformed_setting_is_named(tmp_path, name, value):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize(
+    "limits", [{"BROKER_VISIBILITY_TIMEOUT": "600"}, {"TASK_TIME_LIMIT": "7200"}, {"TASK_TIME_LIMIT": "7201"}]
+)
+def test_a_task_time_limit_not_below_the_visibility_timeout_is_refused(tmp_path, limits):
+    with pytest.raises(ConfigError) as error:
+        make_settings(tmp_path, **limits)
+    message = str(error.value)
+    assert "TASK_TIME_LIMIT" in message and "BROKER_VISIBILITY_TIMEOUT" in message and "redeliver" in message
+
+
+def test_a_task_time_limit_below_the_visibility_timeout_is_taken(tmp_path):
+    settings = make_settings(tmp_path, TASK_TIME_LIMIT="60", BROKER_VISIBILITY_TIMEOUT="61")
+    assert (settings.task_time_limit, settings.broker_visibility_timeout) == (60, 61)
+
+
 @pytest.mark.parametrize("missing", ["API_TOKEN", "PLAYBACK_SIGNING_KEY", "FLOWER_BASIC_AUTH"])
 def test_secrets_are_required_outside_demo_mode(tmp_path, missing):
     with pytest.raises(ConfigError, match=missing):

@@ -9,10 +9,12 @@ download, never a partial file under a final name, no 5xx but the documented
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import signal
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -27,6 +29,8 @@ from worker import atomic, storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
+log = logging.getLogger(__name__)
+
 FAST = {"LOCK_TTL_SECONDS": "2", "RETRY_BACKOFF_SECONDS": "0.2", "RETRY_BACKOFF_MAX_SECONDS": "1"}
 
 
@@ -35,8 +39,8 @@ def start_stack(tmp_path):
     """Start a private stack with extra settings; always stopped afterwards."""
     stacks: list[Stack] = []
 
-    def start(workers: int = 1, concurrency: int = 1, **overrides: str) -> Stack:
-        stack = Stack(tmp_path / f"stack{len(stacks)}", overrides={**FAST, **overrides})
+    def start(workers: int = 1, concurrency: int = 1, fast: bool = True, **overrides: str) -> Stack:
+        stack = Stack(tmp_path / f"stack{len(stacks)}", overrides={**(FAST if fast else {}), **overrides})
         stacks.append(stack)
         return stack.start_all(workers=workers, concurrency=concurrency)
 
@@ -107,7 +111,7 @@ def test_pool_process_killed_mid_download(start_stack):
 
 
 def test_whole_worker_killed_mid_download_then_restarted(start_stack):
-    stack = start_stack(BROKER_VISIBILITY_TIMEOUT="3")
+    stack = start_stack()
     call = create_call(stack, size=2 << 20, throughput=1 << 20)
     sid = call["recording_sid"]
     assert webhook(stack, call) == 204
@@ -118,6 +122,35 @@ def test_whole_worker_killed_mid_download_then_restarted(start_stack):
     stack.start_worker("worker0-restarted", concurrency=1)
     wait_cached_intact(stack, call, timeout=60)
     assert complete_downloads(stack, sid) == 1
+
+
+@pytest.mark.parametrize("killed", ["pool_process", "whole_worker"])
+def test_a_killed_holders_download_is_under_way_again_within_15_s(start_stack, killed):
+    """Default settings (no FAST): the lease, its heartbeat and the recovery sweep do it, not short timeouts."""
+    stack = start_stack(fast=False)
+    transfer = 4.0  # seconds for the whole file at the simulator's pace
+    call = create_call(stack, size=4 << 20, throughput=1 << 20)
+    sid = call["recording_sid"]
+    assert webhook(stack, call) == 204
+    wait_for(lambda: partials(stack, sid), 10, "the download to start")
+    worker = stack.procs["worker0"]
+    killed_at = time.monotonic()
+    if killed == "pool_process":
+        for pid in pool_children(worker):
+            os.kill(pid, signal.SIGKILL)
+    else:
+        worker.signal(signal.SIGKILL)
+        worker.popen.wait(5)
+        stack.start_worker("worker0-restarted", concurrency=1)  # as a supervisor restarts it
+    wait_for(lambda: stack.media_gets(sid) >= 2, 20, "a new download")
+    under_way = time.monotonic() - killed_at
+    wait_cached_intact(stack, call, timeout=30)
+    playable = time.monotonic() - killed_at
+    log.info("recovery killed=%s under_way_s=%.1f playable_s=%.1f", killed, under_way, playable)
+    assert under_way <= 15
+    assert playable <= 15 + transfer + 2  # plus the transfer, and the file's verification
+    assert complete_downloads(stack, sid) == 1
+    assert stack.media_gets(sid) == 2
 
 
 def test_redis_restarted_mid_download_and_during_a_webhook_burst(start_stack):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,7 +12,6 @@ from worker import fetch, sidecar, status, storage, twilio_api
 from worker.errors import (
     IncompleteMedia,
     LockBusy,
-    LockLost,
     RecordingNotFound,
     StorageError,
     UpstreamError,
@@ -136,28 +134,6 @@ def test_upstream_faults_leave_nothing_on_the_volume(settings, redis, twilio, se
     assert not storage.is_cached(settings.recordings_dir, RE, "mp3")
     assert not any((settings.recordings_dir / ".tmp").glob("*"))
     assert not status.is_downloading(redis, RE, "mp3")
-
-
-def test_lock_is_extended_while_a_download_streams(redis):
-    lock = RecordingLock(redis, RE, "mp3", ttl=0.6)
-    assert lock.acquire()
-    keep = fetch._lock_keeper(lock, 0.6)
-    for _ in range(6):  # 0.9 s in all: longer than the TTL
-        time.sleep(0.15)
-        keep(1)
-    assert redis.get(lock.name) is not None
-    assert lock.owned()
-
-
-def test_a_lost_lock_stops_the_download(redis):
-    lock = RecordingLock(redis, RE, "mp3", ttl=0.3)
-    assert lock.acquire()
-    redis.delete(lock.name)
-    RecordingLock(redis, RE, "mp3", ttl=5).acquire()  # someone else took over
-    keep = fetch._lock_keeper(lock, 0.3)
-    time.sleep(0.15)
-    with pytest.raises(LockLost):
-        keep(1)
 
 
 @pytest.mark.parametrize(

@@ -34,8 +34,6 @@ MIB = 1024 * 1024
 def hosts(rgw, njs, tmp_path_factory):
     """Host A (with the shared Redis and simulator) and host B, both in bucket mode on one bucket."""
     overrides, bucket = new_bucket(rgw)
-    # A killed worker's task comes back to the other host within seconds (issue 17 is about the default).
-    overrides["BROKER_VISIBILITY_TIMEOUT"] = "3"
     store = ObjectStore(bucket)
     base = tmp_path_factory.mktemp("hosts")
     a = Stack(base / "a", overrides={**overrides, "EDGE_CACHE_DIR": str(base / "a" / "edge-cache")})

@@ -119,3 +119,41 @@ def test_reconcile_and_backfill_keep_their_window_exact_over_twilios_whole_days(
     assert (report := reconcile.reconcile(settings, redis, client, publisher)).listed == 1 and report.enqueued == 1
     filled = backfill.backfill(settings, client, publisher, since=since, until=now, dry_run=True)
     assert filled.found == 1
+
+
+def test_reconcile_enqueues_each_page_before_it_asks_for_the_next(settings, twilio, redis):
+    """One page of Twilio's list in memory at a time, however long the list (a 10M-recording account's)."""
+    import json
+    from datetime import UTC, datetime, timedelta
+
+    from worker import keys
+    from worker.celery_app import create_celery
+    from worker.maintenance import reconcile
+    from worker.publish import FastPublisher
+
+    when = (datetime.now(UTC) - timedelta(hours=1)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    pages = [[f"RE{n:032x}" for n in range(p * 3, p * 3 + 3)] for p in range(3)]
+    queued_when_asked = []
+
+    def serve(request):
+        from urllib.parse import parse_qs, urlsplit
+
+        number = int(parse_qs(urlsplit(request.url).query).get("Page", ["0"])[0])
+        queued_when_asked.append(redis.llen(keys.QUEUE))
+        following = None
+        if number + 1 < len(pages):
+            path = urlsplit(recordings_url(settings)).path
+            following = f"{path}?Page={number + 1}&PageSize=1000&PageToken=PA{number}"
+        body = {
+            "recordings": [{**recording(sid, when), "date_created": when} for sid in pages[number]],
+            "next_page_uri": following,
+            "page": number,
+            "page_size": 1000,
+        }
+        return 200, {"Content-Type": "application/json"}, json.dumps(body)
+
+    twilio.add_callback(responses.GET, recordings_url(settings), callback=serve)
+    client, publisher = twilio_api.make_client(settings), FastPublisher(create_celery(settings), redis)
+    report = reconcile.reconcile(settings, redis, client, publisher)
+    assert (report.listed, report.enqueued) == (9, 9)
+    assert queued_when_asked == [0, 3, 6]  # page n+1 was asked for only after page n was enqueued

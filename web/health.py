@@ -10,10 +10,10 @@ from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from worker import broker
+from worker import broker, volume_index
 from worker.errors import StorageError
 from worker.keys import QUEUE
-from worker.maintenance import evict, playlog
+from worker.maintenance import playlog
 
 from . import services
 
@@ -90,7 +90,7 @@ class RedisStateCollector:
         try:
             depth = r.llen(QUEUE)
             hits, hit_bytes = playlog.counters(r)
-            volume = evict.volume_totals(r)
+            volume = volume_index.totals(r)
         except Exception:  # a scrape must not fail because Redis is down
             return
         gauge = GaugeMetricFamily("recording_cache_queue_depth", "Messages waiting in the Celery queue")
@@ -102,9 +102,14 @@ class RedisStateCollector:
         yield CounterMetricFamily(
             "recording_cache_playback_hit_bytes", "Bytes nginx sent for playback hits", value=hit_bytes
         )
-        for name, help_text in (("files", "Recordings on the volume"), ("bytes", "Bytes of recordings on the volume")):
+        for name, help_text, value in (
+            ("files", "Recordings on the volume", volume.files),
+            ("bytes", "Bytes of recordings on the volume", volume.bytes),
+            # 0 while the index is being rebuilt from the volume: the two above are lower bounds then.
+            ("index_complete", "1 when the volume's index covers the whole volume", int(volume.complete)),
+        ):
             family = GaugeMetricFamily(f"recording_cache_volume_{name}", help_text)
-            family.add_metric([], volume.get(name, 0))
+            family.add_metric([], value)
             yield family
 
 

@@ -63,6 +63,7 @@ def create_celery(settings: Settings) -> Celery:
                 ("reconcile", "recordings.reconcile", timedelta(minutes=10)),
                 ("ingest-playlog", "maintenance.ingest_playlog", timedelta(seconds=15)),
                 ("evict", "maintenance.evict", timedelta(minutes=1)),
+                ("index-volume", "maintenance.index_volume", timedelta(minutes=1)),
                 ("delete-from-twilio", "maintenance.delete_from_twilio", timedelta(hours=1)),
                 ("sync-accounts", "accounts.sync", timedelta(minutes=5)),
             )

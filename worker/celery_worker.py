@@ -9,10 +9,12 @@ from celery import signals
 
 from . import resources
 from .celery_app import create_celery
+from .recovery import RecoverySweep
 from .runtime import settings_or_exit
 
 settings = settings_or_exit()
 app = create_celery(settings)
+app.steps["worker"].add(RecoverySweep)
 
 
 @signals.worker_init.connect(weak=False)

@@ -75,6 +75,15 @@ def _evict(settings: Settings, args: argparse.Namespace) -> dict:
     return evict.evict_played(settings, redis.Redis.from_url(settings.redis_url), dry_run=args.dry_run).as_dict()
 
 
+def _index_volume(settings: Settings, args: argparse.Namespace) -> dict:
+    from .maintenance import evict
+
+    report = evict.rebuild_index(settings, redis.Redis.from_url(settings.redis_url), True, args.rate)
+    if report is None:
+        return {"indexed": 0, "skipped": "bucket mode, or another scan is running"}
+    return {"indexed": report.indexed, "seconds": round(report.seconds, 1)}
+
+
 def _delete(settings: Settings, args: argparse.Namespace) -> dict:
     from .maintenance import retention
 
@@ -113,6 +122,12 @@ def _page_size(text: str) -> int:
     return int(text)
 
 
+def _rate(text: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return int(text)
+
+
 def _call_sid(text: str) -> str:
     try:
         return require_sid(text, "CA", "--call")
@@ -138,6 +153,9 @@ def build_parser(prog: str = "recording-cache") -> argparse.ArgumentParser:
     ev = commands.add_parser("evict", help="evict least recently played recordings above CACHE_MAX_BYTES")
     ev.add_argument("--dry-run", action="store_true", help="list, delete nothing")
     ev.set_defaults(run=_evict)
+    ix = commands.add_parser("index-volume", help="scan the volume into the index eviction reads (rerun-safe)")
+    ix.add_argument("--rate", type=_rate, default=50_000, help="files per second at most (default 50000)")
+    ix.set_defaults(run=_index_volume)
     de = commands.add_parser("delete-from-twilio", help="delete verified recordings' Twilio copies (opt-in)")
     de.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     de.set_defaults(run=_delete)

@@ -74,7 +74,7 @@ class Settings:
     download_max_retries: int = 8
     retry_backoff_seconds: float = 2.0
     retry_backoff_max_seconds: float = 300.0
-    lock_ttl_seconds: float = 60.0
+    lock_ttl_seconds: float = 10.0
     broker_visibility_timeout: int = 7200
     task_time_limit: int = 3600
     extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
@@ -313,7 +313,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     else:
         default_api = regional or DEFAULT_API_BASE_URL
 
-    return Settings(
+    settings = Settings(
         twilio_account_sid=account_sid,
         twilio_auth_token=auth_token,
         twilio_api_base_url=_typed(env, "TWILIO_API_BASE_URL", default_api, _api_origin),
@@ -350,11 +350,23 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         download_max_retries=_typed(env, "DOWNLOAD_MAX_RETRIES", 8, _non_negative),
         retry_backoff_seconds=_typed(env, "RETRY_BACKOFF_SECONDS", 2.0, _positive_float),
         retry_backoff_max_seconds=_typed(env, "RETRY_BACKOFF_MAX_SECONDS", 300.0, _positive_float),
-        lock_ttl_seconds=_typed(env, "LOCK_TTL_SECONDS", 60.0, _positive_float),
+        lock_ttl_seconds=_typed(env, "LOCK_TTL_SECONDS", 10.0, _positive_float),
         broker_visibility_timeout=_typed(env, "BROKER_VISIBILITY_TIMEOUT", 7200, _positive),
         task_time_limit=_typed(env, "TASK_TIME_LIMIT", 3600, _positive),
         extra={k: v for k, v in env.items() if k == "PROMETHEUS_MULTIPROC_DIR"},
     )
+    _check_time_limits(settings)
+    return settings
+
+
+def _check_time_limits(settings: Settings) -> None:
+    """Redis hands an unacknowledged task to another worker after the visibility
+    timeout: a task allowed to run longer would be redelivered while still running."""
+    if settings.task_time_limit >= settings.broker_visibility_timeout:
+        raise ConfigError(
+            f"TASK_TIME_LIMIT ({settings.task_time_limit} s) must be below BROKER_VISIBILITY_TIMEOUT "
+            f"({settings.broker_visibility_timeout} s): Redis would redeliver a task that is still running"
+        )
 
 
 def _signing_key_checked(value: str) -> str:

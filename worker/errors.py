@@ -54,9 +54,10 @@ class StorageError(UpstreamError):
 class LockBusy(RecordingCacheError):
     """Another process holds the download lock for this recording."""
 
-    def __init__(self, message: str, ttl_left: float = 0.0):
+    def __init__(self, message: str, ttl_left: float = 0.0, holder: str = "unknown"):
         super().__init__(message)
         self.ttl_left = ttl_left
+        self.holder = holder
 
 
 class LockLost(UpstreamError):

@@ -7,21 +7,17 @@ fakeredis or real Redis and an injected HTTP session.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis
 import requests
-from redis.exceptions import LockNotOwnedError
 
-from . import encryption, metrics, sidecar, status, storage, tiers, twilio_api
+from . import encryption, metrics, sidecar, status, storage, tiers, twilio_api, volume_index
 from .config import Settings
-from .errors import LockBusy, LockLost, RecordingUnavailable, UpstreamNotReady
-from .locks import RecordingLock, release_quietly
+from .errors import LockBusy, RecordingUnavailable, UpstreamNotReady
+from .lease import DownloadLease
 from .sids import is_index_sid, is_sid, require_format, require_sid
 
 log = logging.getLogger(__name__)
@@ -87,10 +83,13 @@ def _fetch_once(
 ) -> FetchOutcome:
     if tier.is_complete(recording_sid, fmt):
         return _already_cached(tier, recording_sid, fmt, r)
-    lock = RecordingLock(r, recording_sid, fmt, settings.lock_ttl_seconds)
-    if not lock.acquire():
+    # What redoes this download if its holder dies: the same fetch, with what is known now.
+    redo = ("recordings.fetch", [recording_sid, fmt, owner_sid, recorded_at, settings.twilio_account_sid])
+    lease = DownloadLease(r, recording_sid, fmt, settings.lock_ttl_seconds, redo)
+    if not lease.acquire():
         metrics.LOCK_CONTENDED.inc()
-        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by another process", lock.ttl_left())
+        holder = lease.holder()
+        raise LockBusy(f"{recording_sid}.{fmt} is being downloaded by {holder}", lease.ttl_left(), holder)
     try:
         # Checked again under the lock: the previous holder may just have finished.
         size = tier.size(recording_sid, fmt)
@@ -101,17 +100,16 @@ def _fetch_once(
         staged = tier.staged(recording_sid, fmt)
         if staged is not None:  # verified earlier, its keep failed (the store was away): keep it now
             facts = _facts(settings, recording_sid, fmt, owner_sid, staged, None, recorded_at)
-            with renewed(lock, settings.lock_ttl_seconds):
-                tier.keep(staged, facts)
+            tier.keep(staged, facts)
             log.info(
                 "download.kept_staged", extra={"recording_sid": recording_sid, "format": fmt, "bytes": staged.bytes}
             )
             return FetchOutcome(recording_sid, "uploaded", bytes=staged.bytes)
         # Holding the lock, any temp file of this recording is a dead holder's.
         storage.remove_partial(tier.staging, recording_sid, fmt)
-        return _download(recording_sid, fmt, settings, r, session, lock, owner_sid, recorded_at, tier)
+        return _download(recording_sid, fmt, settings, r, session, lease, owner_sid, recorded_at, tier)
     finally:
-        release_quietly(lock, recording_sid=recording_sid, format=fmt)
+        lease.release()
 
 
 def _forget_state(r: redis.Redis, recording_sid: str, fmt: str) -> None:
@@ -140,7 +138,7 @@ def _download(
     settings: Settings,
     r: redis.Redis,
     session: requests.Session,
-    lock: RecordingLock,
+    lease: DownloadLease,
     owner_sid: str | None,
     recorded_at: str | None,
     tier: tiers.Tier,
@@ -175,13 +173,14 @@ def _download(
             fmt,
             chunks,
             length,
-            on_progress=_lock_keeper(lock, settings.lock_ttl_seconds),
+            on_progress=lease.check,  # stop before the rename once the lock is lost
             part_bytes=tier.part_bytes,
         )
     ms = (time.monotonic() - started) * 1000
     facts = _facts(settings, recording_sid, fmt, owner_sid, stored, resource, recorded_at)
-    with renewed(lock, settings.lock_ttl_seconds):  # an upload to a bucket may take longer than the TTL
-        tier.keep(stored, facts)
+    tier.keep(stored, facts)  # an upload to a bucket may outlast the TTL: the lease's heartbeat renews it
+    if tier.indexed:
+        volume_index.add(r, recording_sid, fmt, stored.bytes, time.time())
     if owner_sid:
         tier.link_call(settings, owner_sid, recording_sid, fmt, facts.recorded_at)
     _forget_state(r, recording_sid, fmt)
@@ -299,50 +298,3 @@ def _recorded_at(resource: dict | None) -> str:
                 except ValueError:
                     pass
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@contextmanager
-def renewed(lock: RecordingLock, ttl: float) -> Iterator[None]:
-    """Renew ``lock`` every third of its TTL from a helper thread while the block runs
-    (an upload has no chunks of ours to renew it between)."""
-    done = threading.Event()
-
-    def renew() -> None:
-        while not done.wait(ttl / 3):
-            try:
-                lock.reacquire()
-            except LockNotOwnedError:
-                log.warning("lock.lost", extra={"lock": lock.name})
-                return
-            except redis.ConnectionError:
-                log.warning("lock.renew_failed", extra={"lock": lock.name})
-
-    keeper = threading.Thread(target=renew, name="lock-keeper", daemon=True)
-    keeper.start()
-    try:
-        yield
-    finally:
-        done.set()
-        keeper.join()
-
-
-def _lock_keeper(lock: RecordingLock, ttl: float):
-    """A progress callback that renews the lock every third of its TTL."""
-    last = time.monotonic()
-
-    def keep(_written: int) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if now - last >= ttl / 3:
-            try:
-                lock.reacquire()
-            except LockNotOwnedError as exc:
-                raise LockLost(f"lost {lock.name} while downloading") from exc
-            except redis.ConnectionError:
-                # Redis restarting: keep streaming and renew on the next tick;
-                # the key (persisted) keeps its TTL meanwhile.
-                log.warning("lock.renew_failed", extra={"lock": lock.name})
-                return
-            last = now
-
-    return keep

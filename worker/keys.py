@@ -12,10 +12,18 @@ QUEUE = "recordings"
 
 WEBHOOK_PATTERN = "rc:webhook:RE*"
 RECORDING_LOCK_PATTERN = "recording:*"
-VOLUME_TOTALS = "rc:metrics:volume"
 PLAYLOG_POSITION = "rc:playlog:position"
 PLAYBACK_HITS = "rc:metrics:playback_hits"
 PLAYBACK_HIT_BYTES = "rc:metrics:playback_hit_bytes"
+# The volume's index (worker.volume_index): last use by "{sid}.{fmt}", sizes, totals, and a
+# marker set once a scan of the volume completed it.
+INDEX_BY_USE = "rc:index:by-use"
+INDEX_SIZES = "rc:index:sizes"
+INDEX_TOTALS = "rc:index:totals"
+INDEX_COMPLETE = "rc:index:complete"
+# Downloads in flight (worker.inflight): lease expiry by "{sid}.{fmt}", and the task that redoes each.
+INFLIGHT = "rc:inflight"
+INFLIGHT_WORK = "rc:inflight:work"
 
 STATE_TTL_SECONDS = 7 * 24 * 3600
 NOT_FOUND_TTL_SECONDS = 3600

@@ -18,6 +18,7 @@ DOWNLOAD_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 LOCK_CONTENDED = Counter("recording_cache_lock_contended_total", "Fetches that found another download in progress")
+RECOVERED = Counter("recording_cache_downloads_recovered_total", "Downloads of dead holders sent again", ["reason"])
 EVICTIONS = Counter("recording_cache_evictions_total", "Recordings evicted to stay within CACHE_MAX_BYTES")
 TWILIO_DELETIONS = Counter(
     "recording_cache_twilio_deletions_total", "Twilio copies deleted after a verified download", ["outcome"]

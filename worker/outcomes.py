@@ -80,10 +80,13 @@ def settle(
     """The outcome of a fetch of ``sid`` that raised ``exc`` after ``retries`` retries,
     ``waits`` of them for Twilio's processing."""
     if isinstance(exc, LockBusy):
-        # Wait out the holder's TTL: if it is alive the file will be there,
+        # Wait out the holder's lease: if it is alive the file will be there,
         # if it died (SIGKILL, lost host) its lock expires and we take over.
         countdown = round(exc.ttl_left + random.uniform(0.2, 1.0), 3)
-        log.info("download.lock_busy", extra={"sid": sid, "format": fmt, "countdown_s": countdown})
+        log.info(
+            "download.skipped",
+            extra={"sid": sid, "format": fmt, "reason": "lock_busy", "holder": exc.holder, "countdown_s": countdown},
+        )
         return Retry(countdown, max_retries=None)
     if isinstance(exc, RecordingUnavailable) and exc.status in status.FINAL_STATUSES:
         status.set_final(r, sid, fmt, exc.status, exc.error_code, str(exc))

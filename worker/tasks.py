@@ -106,6 +106,14 @@ def evict_task() -> dict:
     return evict.evict_played(res.settings, res.redis).as_dict()
 
 
+@shared_task(name="maintenance.index_volume")
+def index_volume_task() -> dict:
+    """Scan the volume into an index Redis lost, at a bounded rate (periodic; nothing when it has one)."""
+    res = resources.current()
+    report = evict.rebuild_index(res.settings, res.redis)
+    return {"rebuilt": report is not None, **(vars(report) if report else {})}
+
+
 @shared_task(name="maintenance.delete_from_twilio")
 def delete_from_twilio_task() -> dict:
     """Delete Twilio's copy of verified recordings (opt-in, periodic)."""

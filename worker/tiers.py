@@ -33,6 +33,7 @@ class Tier(Protocol):
 
     staging: Path
     part_bytes: int | None  # the download also hashes windows of this size (an upload's parts)
+    indexed: bool  # what it keeps is counted in the volume's index (worker.volume_index) and evicted from it
 
     def size(self, recording_sid: str, fmt: str) -> int | None:
         """Bytes of the kept recording, None when it is not kept."""
@@ -76,6 +77,7 @@ class VolumeTier:
     def __init__(self, settings: Settings):
         self.staging = settings.recordings_dir
         self.part_bytes = None
+        self.indexed = True
 
     def size(self, recording_sid: str, fmt: str) -> int | None:
         try:
@@ -124,6 +126,7 @@ class BucketTier:
         self.staging = settings.recordings_dir / STAGING_DIR
         self.store = store
         self.part_bytes = store.part_bytes
+        self.indexed = False  # the bucket keeps everything; nginx bounds each host's edge cache
 
     def _intact(self, recording_sid: str, fmt: str) -> dict | None:
         """The object's HEAD when it is there and its bytes are the ones uploaded; a changed one is logged."""

@@ -5,20 +5,23 @@ does not run again on every new download. It never removes a recording
 played in the last RECENT_PLAY_SECONDS, one being downloaded, or one whose
 Twilio copy was deleted (pinned: it exists nowhere else). An evicted
 recording is fetched again on its next play (202, then cached).
+
+A pass reads the volume's index (``worker.volume_index``), never the
+volume's listing: its cost is the recordings it removes, whatever the
+volume holds. ``rebuild_index`` scans the volume back into an index Redis
+lost.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import redis
 
-from .. import keys, metrics, sidecar, status, storage
+from .. import metrics, sidecar, status, storage, volume_index
 from ..config import Settings
 from ..locks import MaintenanceLock, release_quietly
 from . import Report, playlog
@@ -27,17 +30,7 @@ log = logging.getLogger(__name__)
 
 LOW_WATER = 0.9
 RECENT_PLAY_SECONDS = 300
-
-
-@dataclass(frozen=True)
-class CachedFile:
-    """One recording on the volume, as eviction sees it."""
-
-    sid: str
-    fmt: str
-    path: Path
-    bytes: int
-    last_used: float  # last play (atime stamped from nginx's log) or download
+PAGE = 500
 
 
 @dataclass
@@ -51,18 +44,7 @@ class EvictReport(Report):
     evicted_bytes: int = 0
     skipped_recent: int = 0
     skipped_pinned: int = 0
-
-
-def scan(root: Path) -> list[CachedFile]:
-    """Every recording file on the volume (call links are not counted twice)."""
-    found = []
-    for entry in os.scandir(root):
-        named = storage.media_name(entry.name)
-        if not named or not entry.is_file(follow_symlinks=False):
-            continue
-        stat = entry.stat(follow_symlinks=False)
-        found.append(CachedFile(*named, Path(entry.path), stat.st_size, max(stat.st_atime, stat.st_mtime)))
-    return found
+    index_complete: bool = True
 
 
 def is_pinned(root: Path, sid: str, fmt: str) -> bool:
@@ -72,19 +54,19 @@ def is_pinned(root: Path, sid: str, fmt: str) -> bool:
 
 
 def evict(settings: Settings, r: redis.Redis, now: float | None = None, dry_run: bool = False) -> EvictReport:
-    """One eviction pass; also records the volume's totals for /metrics."""
+    """One eviction pass over the index's least recently used recordings."""
     now = time.time() if now is None else now
-    root = settings.recordings_dir
-    files = scan(root)
-    report = EvictReport(files=len(files), bytes=sum(f.bytes for f in files), budget=settings.cache_max_bytes)
-    r.set(keys.VOLUME_TOTALS, json.dumps({"files": report.files, "bytes": report.bytes}))
+    totals = volume_index.totals(r)
+    report = EvictReport(
+        files=totals.files, bytes=totals.bytes, budget=settings.cache_max_bytes, index_complete=totals.complete
+    )
     if not settings.cache_max_bytes or report.bytes <= settings.cache_max_bytes:
         return report
     lock = MaintenanceLock(r, "evict", ttl=600)
     if not lock.acquire():
         return report
     try:
-        _evict_oldest(root, r, files, report, now, dry_run)
+        _evict_oldest(settings.recordings_dir, r, report, now, dry_run)
     finally:
         release_quietly(lock)
     log.info("evict.done", extra={**report.as_dict(), "dry_run": dry_run})
@@ -103,34 +85,67 @@ def evict_played(settings: Settings, r: redis.Redis, dry_run: bool = False) -> E
     return evict(settings, r, dry_run=dry_run)
 
 
-def _evict_oldest(root: Path, r: redis.Redis, files, report: EvictReport, now: float, dry_run: bool) -> None:
+def _evict_oldest(root: Path, r: redis.Redis, report: EvictReport, now: float, dry_run: bool) -> None:
     total, low_water = report.bytes, int(report.budget * LOW_WATER)
-    for item in sorted(files, key=lambda f: f.last_used):
-        if total <= low_water:
+    kept = 0  # ranks passed over: recordings in flight (and, in a dry run, the would-be evicted)
+    while total > low_water:
+        page = volume_index.oldest(r, kept, PAGE)
+        if not page:
             break
-        if now - item.last_used < RECENT_PLAY_SECONDS or status.is_downloading(r, item.sid, item.fmt):
-            report.skipped_recent += 1
-            continue
-        if is_pinned(root, item.sid, item.fmt):
-            report.skipped_pinned += 1
-            continue
-        if not dry_run:
-            # In-flight responses keep their open file; new requests miss and refetch.
-            item.path.unlink(missing_ok=True)
-            sidecar.remove(root, item.sid, item.fmt)
-            metrics.EVICTIONS.inc()
-        total -= item.bytes
-        report.evicted += 1
-        report.evicted_bytes += item.bytes
-        log.info(
-            "evict.recording",
-            extra={"recording_sid": item.sid, "format": item.fmt, "bytes": item.bytes, "dry_run": dry_run},
-        )
+        for sid, fmt, last_used in page:
+            if total <= low_water:
+                break
+            if now - last_used < RECENT_PLAY_SECONDS:
+                report.skipped_recent += 1
+                return  # least recently used first: every later one is as recent
+            if status.is_downloading(r, sid, fmt):
+                report.skipped_recent += 1
+                kept += 1
+                continue
+            if is_pinned(root, sid, fmt):
+                volume_index.pin(r, sid, fmt)  # never in eviction's way again
+                report.skipped_pinned += 1
+                continue
+            freed = _evict_one(root, r, sid, fmt, dry_run)
+            kept += dry_run
+            total -= freed
+            report.evicted += 1
+            report.evicted_bytes += freed
+
+
+def _evict_one(root: Path, r: redis.Redis, sid: str, fmt: str, dry_run: bool) -> int:
+    """Remove one recording's file and sidecar and its index entry; the bytes it freed."""
+    path = storage.media_path(root, sid, fmt)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        size = 0  # gone already (removed by hand): only the index still counted it
     if not dry_run:
-        r.set(keys.VOLUME_TOTALS, json.dumps({"files": report.files - report.evicted, "bytes": total}))
+        # In-flight responses keep their open file; new requests miss and refetch.
+        path.unlink(missing_ok=True)
+        sidecar.remove(root, sid, fmt)
+        counted = volume_index.remove(r, sid, fmt)
+        size = size or counted
+        metrics.EVICTIONS.inc()
+    log.info("evict.recording", extra={"recording_sid": sid, "format": fmt, "bytes": size, "dry_run": dry_run})
+    return size
 
 
-def volume_totals(r: redis.Redis) -> dict:
-    """Files and bytes on the volume as of the last pass."""
-    raw = r.get(keys.VOLUME_TOTALS)
-    return json.loads(raw) if raw else {}
+def rebuild_index(
+    settings: Settings, r: redis.Redis, force: bool = False, entries_per_second: float = 50_000
+) -> volume_index.RebuildReport | None:
+    """Scan the volume into an index Redis does not have (lost, or never built); None when it has one
+    (unless ``force``) or another process is scanning. Eviction goes on meanwhile with what is indexed so far.
+    """
+    if settings.bucket is not None or (volume_index.totals(r).complete and not force):
+        return None
+    lock = MaintenanceLock(r, "index", ttl=24 * 3600)
+    if not lock.acquire():
+        return None
+    try:
+        log.info("index.rebuild_started", extra={"path": str(settings.recordings_dir)})
+        report = volume_index.rebuild(settings.recordings_dir, r, entries_per_second)
+    finally:
+        release_quietly(lock)
+    log.info("index.rebuilt", extra={"recordings": report.indexed, "seconds": round(report.seconds, 1)})
+    return report

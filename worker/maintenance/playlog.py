@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 
-from .. import keys, storage
+from .. import keys, storage, volume_index
 from ..config import Settings
 from ..locks import MaintenanceLock, release_quietly
 from ..sids import FORMATS, is_playable
@@ -77,8 +77,13 @@ def ingest(settings: Settings, r: redis.Redis) -> PlaylogReport:
             report.hits += 1
             report.bytes += int(sent) if sent.isdigit() else 0
             last_played[sid, fmt] = max(last_played.get((sid, fmt), 0.0), float(msec))
+        used: dict[tuple[str, str], float] = {}
         for (sid, fmt), when in last_played.items():
-            report.stamped += _stamp(settings.recordings_dir, sid, fmt, when)
+            recording_sid = _stamp(settings.recordings_dir, sid, fmt, when)
+            if recording_sid:
+                report.stamped += 1
+                used[recording_sid, fmt] = max(used.get((recording_sid, fmt), 0.0), when)
+        volume_index.played(r, used)
         pipe = r.pipeline()
         pipe.incrby(keys.PLAYBACK_HITS, report.hits).incrby(keys.PLAYBACK_HIT_BYTES, report.bytes)
         if position:
@@ -91,16 +96,17 @@ def ingest(settings: Settings, r: redis.Redis) -> PlaylogReport:
     return report
 
 
-def _stamp(root: Path, sid: str, fmt: str, when: float) -> int:
-    """Set the played file's atime (following a call's link); keep its mtime."""
+def _stamp(root: Path, sid: str, fmt: str, when: float) -> str | None:
+    """Set the played file's atime (following a call's link), keeping its mtime: the
+    volume remembers the play for an index rebuild. The RecordingSid played, or None."""
     path = storage.media_path(root, sid, fmt)
     try:
         stat = path.stat()
         if stat.st_atime < when:
             os.utime(path, (when, stat.st_mtime))
-        return 1
     except FileNotFoundError:
-        return 0
+        return None
+    return sid if sid.startswith("RE") else storage.resolve_link(root, sid, fmt)
 
 
 def counters(r: redis.Redis) -> tuple[int, int]:
