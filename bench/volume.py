@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
-from simulator.audio import MP3_FRAME_SIZE, mp3_chunks
+from simulator.audio import mp3_chunks
 from worker import signing
 
-SMALL_MP3_BYTES = 10 * MP3_FRAME_SIZE  # 4170 bytes: ten whole frames
+SMALL_MP3_BYTES = 4170  # row 8 has always used this size: seven whole frames and part of an eighth
 LONG_TTL = 7 * 24 * 3600  # signed URLs for load runs must not expire mid-run
 
 

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import miniaudio
 import pytest
 import requests
 from flask import Flask, request
@@ -35,8 +36,10 @@ ACCOUNT_SID = "AC" + "5" * 32
 AUTH_TOKEN = "simulator-test-token"
 ROOT = Path(__file__).resolve().parents[1]
 BASIC = {"Authorization": "Basic " + base64.b64encode(f"{ACCOUNT_SID}:{AUTH_TOKEN}".encode()).decode()}
-MP3_BITRATES = {9: 128_000}  # the only bitrate index the simulator emits
-MP3_RATES = {0: 44_100}
+# Layer III tables (ISO 11172-3, 13818-3), for the versions and indexes the simulator emits.
+MP3_VERSIONS = {3: "MPEG-1", 2: "MPEG-2"}
+MP3_BITRATES = {"MPEG-1": {9: 128_000}, "MPEG-2": {12: 128_000}}
+MP3_RATES = {"MPEG-1": {0: 44_100, 1: 48_000, 2: 32_000}, "MPEG-2": {0: 22_050, 1: 24_000, 2: 16_000}}
 
 
 def api(path: str) -> str:
@@ -56,12 +59,14 @@ def new_call(client: FlaskClient, **body: Any) -> dict[str, Any]:
 
 
 def mp3_frame_length(header: bytes) -> int:
-    """Decode an MPEG-1 Layer III header independently of the simulator."""
+    """Decode an MPEG-1 or MPEG-2 Layer III header independently of the simulator."""
     assert header[0] == 0xFF and header[1] & 0xE0 == 0xE0, "no frame sync"
-    assert (header[1] >> 3) & 3 == 3 and (header[1] >> 1) & 3 == 1, "not MPEG-1 Layer III"
-    bitrate = MP3_BITRATES[header[2] >> 4]
-    rate = MP3_RATES[(header[2] >> 2) & 3]
-    return 144 * bitrate // rate + ((header[2] >> 1) & 1)
+    assert (header[1] >> 1) & 3 == 1, "not Layer III"
+    version = MP3_VERSIONS[(header[1] >> 3) & 3]
+    bitrate = MP3_BITRATES[version][header[2] >> 4]
+    rate = MP3_RATES[version][(header[2] >> 2) & 3]
+    samples = 1152 if version == "MPEG-1" else 576
+    return samples // 8 * bitrate // rate + ((header[2] >> 1) & 1)
 
 
 # --- Flask test client: Twilio API surface -------------------------------------------
@@ -154,7 +159,7 @@ def test_mp3_media_is_exact_size_valid_frames_and_matching_sha256(client: FlaskC
     while offset + 4 <= len(data):
         offset += mp3_frame_length(data[offset : offset + 4])
         frames += 1
-    assert frames == 120  # 119 whole 417-byte frames and a trimmed last one
+    assert frames == 87  # 86 whole 576-byte frames (MPEG-2, 16 kHz, 128 kbps) and a trimmed last one
 
 
 def test_wav_media_is_valid_pcm_and_is_served_without_extension(client: FlaskClient) -> None:
@@ -171,7 +176,7 @@ def test_wav_media_is_valid_pcm_and_is_served_without_extension(client: FlaskCli
         samples = wav.readframes(wav.getnframes())
     assert int.from_bytes(response.data[4:8], "little") == 32_045 - 8
     peak = max(abs(sample) for sample in array.array("h", samples))
-    assert 1000 < peak < 2000  # a quiet but audible tone
+    assert 8000 < peak < 32_000  # speech-like and loud enough to hear, never clipped
 
 
 @pytest.mark.parametrize(("body", "recorded"), [({}, 2), ({"conference": True}, 1), ({"channels": 1}, 1)])
@@ -340,9 +345,70 @@ def test_audio_streams_500_mib_in_bounded_chunks() -> None:
 
 
 def test_audio_is_deterministic_per_seed() -> None:
-    assert audio.media_sha256("mp3", 9000, "a") == audio.media_sha256("mp3", 9000, "a")
+    first = audio.media_sha256("mp3", 9000, "a")
+    audio._mp3_pieces.cache_clear()  # encoded again by LAME, not read back from the cache
+    assert audio.media_sha256("mp3", 9000, "a") == first
     assert audio.media_sha256("mp3", 9000, "a") != audio.media_sha256("mp3", 9000, "b")
     assert audio.media_sha256("wav", 9000, "a") != audio.media_sha256("wav", 9000, "b")
+
+
+@pytest.mark.parametrize("fmt", ["mp3", "wav"])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_audio_differs_per_seed_from_the_smallest_size(fmt: str, channels: int) -> None:
+    heads = {b"".join(audio.media_chunks(fmt, 1024, f"RE{n:032x}", channels)) for n in range(8)}
+    assert len(heads) == 8
+
+
+def windows_talking(samples: array.array, rate: int) -> list[bool]:
+    """Per 50 ms window: is its RMS at least -40 dBFS?"""
+    size = rate // 20
+    return [
+        (sum(x * x for x in samples[i : i + size]) / size) ** 0.5 >= 328 for i in range(0, len(samples) - size, size)
+    ]
+
+
+def zero_crossings_per_second(samples: array.array, rate: int) -> float:
+    crossings = sum(1 for a, b in zip(samples, samples[1:], strict=False) if (a < 0) != (b < 0))
+    return crossings * rate / len(samples)
+
+
+def test_wav_call_takes_turns_agent_lower_than_customer() -> None:
+    data = b"".join(audio.media_chunks("wav", 44 + 27 * audio.BYTES_PER_SECOND, "RE-turns", 2))  # three blocks
+    with wave.open(io.BytesIO(data)) as wav:
+        rate = wav.getframerate()
+        frames = array.array("h", wav.readframes(wav.getnframes()))
+    agent, customer = frames[0::2], frames[1::2]
+    agent_talks, customer_talks = windows_talking(agent, rate), windows_talking(customer, rate)
+    windows = len(agent_talks)
+    assert 0.15 * windows < sum(agent_talks) < 0.6 * windows
+    assert 0.15 * windows < sum(customer_talks) < 0.6 * windows
+    assert not any(a and c for a, c in zip(agent_talks, customer_talks, strict=True))  # one speaks at a time
+    assert sum(not a and not c for a, c in zip(agent_talks, customer_talks, strict=True)) > 0.15 * windows
+    turns = sum(1 for a, b in zip(agent_talks, agent_talks[1:], strict=False) if a and not b)
+    assert turns >= 6  # bursts with pauses between, not one long tone
+
+    def voiced(lane: array.array, talks: list[bool]) -> array.array:
+        size = rate // 20
+        return array.array("h", (x for i, t in enumerate(talks) if t for x in lane[i * size : (i + 1) * size]))
+
+    assert zero_crossings_per_second(voiced(agent, agent_talks), rate) < zero_crossings_per_second(
+        voiced(customer, customer_talks), rate
+    )
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_mp3_media_decodes_to_audible_speech_with_clean_joins(channels: int) -> None:
+    seconds = 2 * audio.BLOCK_SECONDS + 2
+    data = b"".join(audio.media_chunks("mp3", seconds * audio.BYTES_PER_SECOND, "RE-joins", channels))
+    decoded = miniaudio.mp3_read_s16(data)
+    assert (decoded.nchannels, decoded.sample_rate) == (channels, 16_000)
+    whole_frames = len(data) // 576
+    assert len(decoded.samples) == whole_frames * 576 * channels
+    assert max(abs(x) for x in decoded.samples) > 8000
+    rate = decoded.sample_rate
+    for join in (audio.BLOCK_SECONDS, 2 * audio.BLOCK_SECONDS):  # a block ends in a pause: no click where it repeats
+        around = decoded.samples[(join * rate - rate // 20) * channels : (join * rate + rate // 20) * channels]
+        assert max(abs(x) for x in around) < 300
 
 
 # --- real server as a subprocess ----------------------------------------------------

@@ -6,7 +6,7 @@ import redis
 
 from . import status, tiers
 from .config import Settings
-from .signing import signed_url
+from .signing import signed_peaks_url, signed_url
 
 
 def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers.Tier | None = None) -> dict:
@@ -23,6 +23,11 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
         "url": signed_url(sid, fmt, settings.playback_signing_key, settings.playback_url_ttl),
     }
     recording_sid = tier.resolve(sid, fmt)
+    if recording_sid or sid.startswith("RE"):
+        # Like ``url``, given before the peaks exist: the player asks, and gets 202 until they do.
+        info["peaks_url"] = signed_peaks_url(
+            recording_sid or sid, settings.playback_signing_key, settings.playback_url_ttl
+        )
     if recording_sid:
         facts = tier.facts(recording_sid, fmt)
         info.update(
@@ -36,6 +41,14 @@ def describe(settings: Settings, r: redis.Redis, sid: str, fmt: str, tier: tiers
             channels=facts and facts.channels,
             downloaded_at=facts and facts.downloaded_at,
         )
+        if facts and facts.peaks:
+            info.update(
+                peaks=facts.peaks,
+                duration_s=facts.duration_s,
+                talk_s=facts.talk_s,
+                silence_s=facts.silence_s,
+                peaks_error=facts.peaks_error,
+            )
         info["source"] = (status.last_webhook(r, recording_sid) or {}).get("source")  # as its callback said
         return info
     if sid.startswith("RE"):

@@ -84,6 +84,18 @@ def _index_volume(settings: Settings, args: argparse.Namespace) -> dict:
     return {"indexed": report.indexed, "seconds": round(report.seconds, 1)}
 
 
+def _peaks(settings: Settings, args: argparse.Namespace) -> dict:
+    from . import sidecar, waveforms
+
+    if settings.bucket is not None:
+        raise ConfigError("peaks are computed for recordings kept on the volume; STORAGE_URL keeps them in a bucket")
+    counts: dict[str, int] = {}
+    for facts in sidecar.every(settings.recordings_dir):  # every cached recording, one sidecar at a time
+        outcome = waveforms.make(settings.recordings_dir, facts.recording_sid, facts.format, again=args.again)
+        counts[outcome.result] = counts.get(outcome.result, 0) + 1
+    return counts
+
+
 def _delete(settings: Settings, args: argparse.Namespace) -> dict:
     from .maintenance import retention
 
@@ -156,6 +168,9 @@ def build_parser(prog: str = "recording-cache") -> argparse.ArgumentParser:
     ix = commands.add_parser("index-volume", help="scan the volume into the index eviction reads (rerun-safe)")
     ix.add_argument("--rate", type=_rate, default=50_000, help="files per second at most (default 50000)")
     ix.set_defaults(run=_index_volume)
+    pk = commands.add_parser("peaks", help="compute waveform peaks of cached recordings that lack them (rerun-safe)")
+    pk.add_argument("--again", action="store_true", help="recompute those that have them too")
+    pk.set_defaults(run=_peaks)
     de = commands.add_parser("delete-from-twilio", help="delete verified recordings' Twilio copies (opt-in)")
     de.add_argument("--dry-run", action="store_true", help="list what would be deleted")
     de.set_defaults(run=_delete)

@@ -41,6 +41,11 @@ def enqueue_fetch(
     return True
 
 
+def enqueue_peaks(publisher: FastPublisher, recording_sid: str, fmt: str) -> bool:
+    """Queue the peaks of a cached recording unless queued just now (players poll their peaks URL)."""
+    return publisher.claim_and_push(recording_sid, "peaks", "recordings.peaks", [recording_sid, fmt], None)
+
+
 def enqueue_leg(publisher: FastPublisher, child_sid: str, parent_sid: str, fmt: str) -> None:
     """Queue the durable recording of a child leg (the worker owns the volume)."""
     publisher.push("recordings.record_leg", [child_sid, parent_sid, fmt])

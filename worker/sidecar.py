@@ -20,7 +20,17 @@ from .sids import FORMATS, is_sid, require_format, require_sid
 
 SUFFIX = ".json"
 # Written only once set, so a sidecar nobody pinned reads as it always did.
-_ONLY_WHEN_SET = ("pinned", "twilio_deleted_at", "conference_sid", "channels")
+_ONLY_WHEN_SET = (
+    "pinned",
+    "twilio_deleted_at",
+    "conference_sid",
+    "channels",
+    "duration_s",
+    "talk_s",
+    "silence_s",
+    "peaks",
+    "peaks_error",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,12 @@ class Sidecar:
     downloaded_at: str | None = None  # ISO 8601 UTC
     pinned: bool = False  # Twilio's copy is (being) deleted: never evict
     twilio_deleted_at: str | None = None
+    # From the decoded audio (worker.waveforms), once its peaks are computed:
+    duration_s: float | None = None
+    talk_s: list | None = None  # seconds of talk per channel
+    silence_s: list | None = None
+    peaks: str | None = None  # "ready", or "unavailable" (undecodable: peaks_error says why)
+    peaks_error: str | None = None
     # Keys this version does not know (a newer writer's) survive a rewrite.
     extra: dict = field(default_factory=dict, compare=False, repr=False)
 

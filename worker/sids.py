@@ -22,6 +22,7 @@ def pattern(*prefixes: str) -> str:
 
 
 PLAYABLE_SID = pattern(*PLAYABLE_PREFIXES)
+RECORDING_SID = pattern("RE")
 FORMAT = "|".join(FORMATS)  # an alternation: every user puts it inside a group
 INDEX_SID = pattern(*INDEX_PREFIXES)
 _SID = re.compile(pattern("AC", "CA", "CF", "CR", "RE"))  # CR: a public key (encryption)

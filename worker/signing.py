@@ -13,7 +13,7 @@ import hmac
 import re
 import time
 
-from .sids import require_format, require_playable_sid
+from .sids import require_format, require_playable_sid, require_sid
 
 _EXPIRES = re.compile(r"[0-9]{1,12}")  # a Unix time in ASCII digits, short enough for int()
 
@@ -21,6 +21,18 @@ _EXPIRES = re.compile(r"[0-9]{1,12}")  # a Unix time in ASCII digits, short enou
 def playback_path(sid: str, fmt: str) -> str:
     """The URL path a recording is played from."""
     return f"/recordings/{require_playable_sid(sid)}.{require_format(fmt)}"
+
+
+def peaks_path(recording_sid: str) -> str:
+    """The URL path a recording's waveform peaks are fetched from."""
+    return f"/recordings/{require_sid(recording_sid, 'RE')}.peaks.json"
+
+
+def signed_peaks_url(recording_sid: str, key: str, ttl: int, now: float | None = None) -> str:
+    """A relative URL of the recording's peaks, signed like its playback URL."""
+    path = peaks_path(recording_sid)
+    expires = int(now if now is not None else time.time()) + ttl
+    return f"{path}?expires={expires}&sig={signature(path, expires, key)}"
 
 
 def signature(path: str, expires: int, key: str) -> str:

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from celery import Task, shared_task
 
-from . import accounts, calls, fetch, outcomes, resolve, resources
+from . import accounts, calls, fetch, outcomes, resolve, resources, waveforms
 from .maintenance import evict, playlog, reconcile, retention
 
 
@@ -54,6 +54,7 @@ def fetch_recording_task(
         outcome = fetch.fetch_recording(
             recording_sid, fmt, settings, res.redis, res.session, call_sid, recorded_at, res.tier
         )
+        _peaks_after(res, outcome, fmt)
         return outcome.as_dict(recording_sid)
 
     return _settled(self, recording_sid, fmt, work)
@@ -66,9 +67,23 @@ def fetch_call_task(self: Task, call_sid: str, fmt: str, waits: int = 0) -> dict
 
     def work() -> dict:
         outcome = resolve.fetch_call(call_sid, fmt, res.settings, res.redis, res.session, res.twilio, res.tier)
+        _peaks_after(res, outcome, fmt)
         return outcome.as_dict(call_sid)
 
     return _settled(self, call_sid, fmt, work)
+
+
+def _peaks_after(res: resources.Resources, outcome: fetch.FetchOutcome, fmt: str) -> None:
+    """A new recording on the volume gets its peaks in a task of their own: playable first."""
+    if outcome.result == "downloaded" and res.tier.indexed:
+        res.publisher.push("recordings.peaks", [outcome.recording_sid, fmt])
+
+
+@shared_task(name="recordings.peaks")
+def peaks_task(recording_sid: str, fmt: str) -> dict:
+    """Waveform peaks, duration and talk time of a cached recording (after its download, or a play of its peaks)."""
+    res = resources.current()
+    return waveforms.make(res.settings.recordings_dir, recording_sid, fmt).as_dict()
 
 
 @shared_task(name="accounts.sync")

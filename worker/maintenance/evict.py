@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from .. import metrics, sidecar, status, storage, volume_index
+from .. import keys, metrics, sidecar, status, storage, volume_index, waveforms
 from ..config import Settings
 from ..locks import MaintenanceLock, release_quietly
 from . import Report, playlog
@@ -114,21 +114,18 @@ def _evict_oldest(root: Path, r: redis.Redis, report: EvictReport, now: float, d
 
 
 def _evict_one(root: Path, r: redis.Redis, sid: str, fmt: str, dry_run: bool) -> int:
-    """Remove one recording's file and sidecar and its index entry; the bytes it freed."""
-    path = storage.media_path(root, sid, fmt)
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        size = 0  # gone already (removed by hand): only the index still counted it
-    if not dry_run:
+    """Remove one recording's file, sidecar and index entry; the bytes the index counted for it."""
+    if dry_run:
+        counted = int(r.hget(keys.INDEX_SIZES, volume_index.member(sid, fmt)) or 0)
+    else:
         # In-flight responses keep their open file; new requests miss and refetch.
-        path.unlink(missing_ok=True)
+        storage.media_path(root, sid, fmt).unlink(missing_ok=True)  # gone already (by hand): only the index is left
         sidecar.remove(root, sid, fmt)
+        waveforms.remove(root, sid)
         counted = volume_index.remove(r, sid, fmt)
-        size = size or counted
         metrics.EVICTIONS.inc()
-    log.info("evict.recording", extra={"recording_sid": sid, "format": fmt, "bytes": size, "dry_run": dry_run})
-    return size
+    log.info("evict.recording", extra={"recording_sid": sid, "format": fmt, "bytes": counted, "dry_run": dry_run})
+    return counted
 
 
 def rebuild_index(
