@@ -2,8 +2,9 @@
 
 Checks the settings (one line and exit on a bad one), renders nginx's config,
 starts a local redis-server only when none answers at REDIS_URL, starts the
-Twilio simulator in demo mode, then hands over to honcho, which runs the
-processes and stops all of them on Ctrl-C or SIGTERM.
+Twilio simulator in demo mode, then runs the processes with honcho's Manager
+(``stack.supervise``): one ready line once all answer, every process stopped
+on Ctrl-C or SIGTERM, and status 0 after such a clean stop.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from worker.config import Settings, merged_environment, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
 
-from . import rgw
-from .procfile import PROCFILE, ROOT, settings_environment
+from . import rgw, supervise
+from .procfile import ROOT, settings_environment
 
 log = logging.getLogger("recording_cache.run")
 
@@ -120,12 +121,9 @@ def main() -> None:
         announce_demo(settings)
     log.info("run.start", extra={"processes": ",".join(processes), "http_port": settings.http_port})
     os.chdir(ROOT)
-    # Settings already merged `.env` under the environment; honcho would let
-    # `.env` win, so it gets an empty file instead.
-    empty_env = runtime_dir / "empty.env"
-    empty_env.write_text("")
-    honcho = [sys.executable, "-m", "honcho", "-e", str(empty_env), "-f", str(PROCFILE), "start", *processes]
-    os.execvpe(honcho[0], honcho, env)
+    # Settings already merged `.env` under the environment: honcho's Manager
+    # is given the environment as it stands, and reads no `.env` of its own.
+    raise SystemExit(supervise.run(settings, processes, env))
 
 
 def announce_demo(settings: Settings) -> None:

@@ -61,9 +61,8 @@ def create_celery(settings: Settings) -> Celery:
             name: {"task": task, "schedule": every, "options": {"expires": every.total_seconds()}}
             for name, task, every in (
                 ("reconcile", "recordings.reconcile", timedelta(minutes=10)),
-                ("ingest-playlog", "maintenance.ingest_playlog", timedelta(seconds=15)),
-                ("evict", "maintenance.evict", timedelta(minutes=1)),
-                ("index-volume", "maintenance.index_volume", timedelta(minutes=1)),
+                # Playlog ingestion, eviction and the index check are sent only when due
+                # (worker.maintenance.due, on each worker's timer): none at idle.
                 ("delete-from-twilio", "maintenance.delete_from_twilio", timedelta(hours=1)),
                 ("sync-accounts", "accounts.sync", timedelta(minutes=5)),
             )

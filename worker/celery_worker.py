@@ -9,12 +9,13 @@ from celery import signals
 
 from . import resources
 from .celery_app import create_celery
-from .recovery import RecoverySweep
+from .recovery import MaintenanceTick, RecoverySweep
 from .runtime import settings_or_exit
 
 settings = settings_or_exit()
 app = create_celery(settings)
 app.steps["worker"].add(RecoverySweep)
+app.steps["worker"].add(MaintenanceTick)
 
 
 @signals.worker_init.connect(weak=False)

@@ -44,6 +44,11 @@ def maintenance_lock(job: str) -> str:
     return f"maintenance:{job}"
 
 
+def maintenance_claim(job: str) -> str:
+    """Taken by the worker that sends a due maintenance job (worker.maintenance.due), for its period."""
+    return f"maintenance-claim:{job}"
+
+
 def state(sid: str, fmt: str) -> str:
     """Latest remembered outcome of a fetch (failed, not_found)."""
     return f"rc:state:{_suffix(sid, fmt)}"

@@ -1,4 +1,4 @@
-"""Take over the downloads of holders that died: a sweep every few seconds in each worker.
+"""The worker's own timers: take over the downloads of holders that died, and send due maintenance.
 
 A Celery bootstep runs ``resend_orphans`` on the worker's own timer, in its
 main process, so recovery needs no beat and no task of its own (Flower shows
@@ -15,6 +15,7 @@ from celery import bootsteps
 
 from . import metrics, resources
 from .inflight import Ledger, Orphan
+from .maintenance import due
 from .publish import FastPublisher
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,31 @@ def resend_orphans(r: redis.Redis, publisher: FastPublisher) -> list[Orphan]:
             extra={"recording_sid": sid, "format": fmt, "reason": orphan.reason, "dead_holder": orphan.holder_name},
         )
     return orphans
+
+
+class MaintenanceTick(bootsteps.StartStopStep):
+    """Send each maintenance job that has work (``maintenance.due``) every CHECK_SECONDS, and no other."""
+
+    requires = {"celery.worker.components:Timer"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self.tref = None
+
+    def start(self, worker) -> None:
+        self.tref = worker.timer.call_repeatedly(due.CHECK_SECONDS, self.tick, priority=10)
+
+    def stop(self, worker) -> None:
+        if self.tref is not None:
+            self.tref.cancel()
+
+    def tick(self) -> None:
+        res = resources.current()
+        try:
+            for job in due.due(res.settings, res.redis):
+                res.publisher.push(job, [])
+        except redis.RedisError as exc:
+            log.debug("maintenance.check_failed", extra={"reason": str(exc)[:120]})
 
 
 class RecoverySweep(bootsteps.StartStopStep):

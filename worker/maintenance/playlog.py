@@ -57,6 +57,18 @@ def _read_new(path: Path, r: redis.Redis) -> tuple[list[str], str]:
     return lines, f"{stat.st_ino}:{offset + end}"
 
 
+def has_new_lines(path: Path, r: redis.Redis) -> bool:
+    """True when nginx appended to its playback log since the last pass (or a new log began)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    inode, _, offset = (r.get(keys.PLAYLOG_POSITION) or b"").decode().partition(":")
+    if inode != str(stat.st_ino) or not offset.isdigit():
+        return stat.st_size > 0
+    return stat.st_size != int(offset)  # grown, or truncated in place (read from the start)
+
+
 def ingest(settings: Settings, r: redis.Redis) -> PlaylogReport:
     """Read new playback lines once; concurrent passes are skipped, not doubled."""
     report = PlaylogReport()

@@ -108,7 +108,9 @@ def reconcile(
     if client is not None:
         for sid, call_sid, account_sid in _listed(settings, r, client, report):
             _enqueue_missing(tier, publisher, report, sid, fmt, call_sid, account_sid)
-    log.info("reconcile.done", extra=report.as_dict())
+    # An idle pass (nothing missing, nothing left over) is a debug line: the log stays about events.
+    acted = report.enqueued or report.temp_removed
+    log.log(logging.INFO if acted else logging.DEBUG, "reconcile.done", extra=report.as_dict())
     return report
 
 
