@@ -29,7 +29,8 @@ class Budget:
     memory_mib: int = 500
     latency_samples: int = 30
     scale_small: int = 1_000
-    scale_big: int = 100_000
+    scale_big: int = 1_000_000
+    scale_huge: int = 0  # 10,000,000 with --full: minutes to write and remove
     scale_startups: int = 7
     api_requests: int = 2000
     scale_hit_seconds: float = 5.0
@@ -53,6 +54,7 @@ class Budget:
             memory_mib=64,
             latency_samples=8,
             scale_big=10_000,
+            scale_huge=0,
             scale_startups=1,
             api_requests=60,
             scale_hit_seconds=2.0,
@@ -84,16 +86,15 @@ class Context:
             self._main.start(simulator=True)
         return self._main
 
-    def scale(self) -> tuple[Deployment, Path, Path]:
-        """A fresh deployment (no simulator) and two volumes, small and big, maybe on tmpfs (row 8)."""
+    def scale(self) -> tuple[Deployment, Path]:
+        """A fresh deployment (no simulator) and the folder row 8 writes its volumes in."""
         self.stop_main()
         if self._scale is None:
             self._scale_volume = self.scale_volume_parent / f"{self.base.name}-scale"
-            for name in ("small", "big"):
-                (self._scale_volume / name).mkdir(parents=True)
-            self._scale = Deployment(self.base / "scale", recordings_dir=self._scale_volume / "small")
+            (self._scale_volume / "1k").mkdir(parents=True)
+            self._scale = Deployment(self.base / "scale", recordings_dir=self._scale_volume / "1k")
             self._scale.start(simulator=False)
-        return self._scale, self._scale_volume / "small", self._scale_volume / "big"
+        return self._scale, self._scale_volume
 
     def bucket(self) -> BucketDeployment:
         """A local RADOS Gateway (started once) and a deployment in bucket mode on it (rows 9-12).

@@ -33,7 +33,6 @@ PRODUCTION_KNOBS = {
     "RETRY_BACKOFF_SECONDS": "2",
     "RETRY_BACKOFF_MAX_SECONDS": "300",
     "DOWNLOAD_READ_TIMEOUT": "30",
-    "LOCK_TTL_SECONDS": "60",
 }
 _PROXY = """proxy_http_version 1.1;
         proxy_set_header Connection "";
@@ -97,9 +96,11 @@ class Deployment:
         self.static_port, self.seed_port, self.bare_port, self.seed_web_port, self.bare_web_port = ports
         self.workers: dict[str, int] = {}
 
-    def use_volume(self, recordings_dir: Path) -> None:
-        """Point processes started from now on at another RECORDINGS_DIR."""
+    def use_volume(self, recordings_dir: Path, redis_url: str | None = None) -> None:
+        """Point processes started from now on at another RECORDINGS_DIR (and its index's REDIS_URL)."""
         self.stack.overrides["RECORDINGS_DIR"] = str(recordings_dir)
+        if redis_url:
+            self.stack.overrides["REDIS_URL"] = redis_url
         self.recordings = recordings_dir
 
     def url(self, port: int) -> str:

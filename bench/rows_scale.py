@@ -1,29 +1,39 @@
-"""Row 8: does anything slow down with 100,000 recordings on the volume instead of 1,000?
+"""Row 8: does anything cost more with 1,000,000 (and, with ``--full``, 10,000,000) recordings than with 1,000?
 
-Two volumes are written side by side (small and big) and the processes are
-restarted on one or the other in turn (small, big, small, big, ...), so
-outside load on the machine drifts over both sides alike.
+Each volume is written side by side and gets its own Redis database holding
+its index (``worker.volume_index``); the processes are restarted on one
+volume or another in turn (1k, 1M, 10M, 1k, ...), so outside load on the
+machine drifts over every side alike. Measured per side: gunicorn start-up,
+``GET /api/recordings/<sid>``, a ``/metrics`` scrape, a hit's nginx CPU, and
+one eviction pass (time and peak memory) removing the same 100 recordings.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
 import resource
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import redis
 import requests
 
-from bench import volume
+from bench import big_volume, volume
 from bench.context import Context
 from bench.deploy import Deployment
 from bench.report import Check, RowResult
 from bench.wrk import WrkRun, run_wrk, write_lines
+from stack.ports import free_port
 
 RANGE = "bytes=0-65535"
+SAMPLE = 20_000  # recordings per side the API and the hits ask for
+FULL_EVERY_10M = 500  # the 10M volume: sidecar and call link for one recording in 500 (inodes)
 
 
 def gunicorn_startup(dep: Deployment, timeout: float = 60) -> float:
@@ -44,11 +54,11 @@ def gunicorn_startup(dep: Deployment, timeout: float = 60) -> float:
     raise TimeoutError("gunicorn did not answer /healthz")
 
 
-def api_latencies(ports: dict[str, int], sids: dict[str, list[str]], token: str, count: int) -> dict[str, list[float]]:
-    """Milliseconds of ``GET /api/recordings/<sid>`` for random cached SIDs, alternating between servers.
+def latencies(ports: dict[str, int], paths: dict[str, list[str]], token: str, count: int) -> dict[str, list[float]]:
+    """Milliseconds of GETs of random ``paths`` per side, alternating between the sides' gunicorns.
 
     One gunicorn per volume runs at once and the requests alternate between
-    them one by one, so a burst of outside load hits both sides alike.
+    them one by one, so a burst of outside load hits every side alike.
     """
     headers = {"Authorization": f"Bearer {token}"}
     times: dict[str, list[float]] = {name: [] for name in ports}
@@ -56,12 +66,12 @@ def api_latencies(ports: dict[str, int], sids: dict[str, list[str]], token: str,
     try:
         for index in range(count + 20):
             for name, port in ports.items():
-                sid = random.choice(sids[name])
+                path = random.choice(paths[name])
                 started = time.perf_counter()
-                reply = sessions[name].get(f"http://127.0.0.1:{port}/api/recordings/{sid}", headers=headers, timeout=10)
+                reply = sessions[name].get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=30)
                 elapsed = (time.perf_counter() - started) * 1000
-                if reply.status_code != 200 or reply.json()["status"] != "cached":
-                    raise RuntimeError(f"API answered {reply.status_code} {reply.text[:200]}")
+                if reply.status_code != 200 or (path.startswith("/api/") and reply.json()["status"] != "cached"):
+                    raise RuntimeError(f"{path} answered {reply.status_code} {reply.text[:200]}")
                 if index >= 20:  # the first 20 warm the connections and the workers
                     times[name].append(elapsed)
     finally:
@@ -94,62 +104,130 @@ def fd_errors(dep: Deployment) -> int:
     return (dep.stack.base / "nginx.log").read_text(errors="replace").count("Too many open files")
 
 
-def row_scale(ctx: Context, result: RowResult) -> None:
-    """Row 8: start-up, API latency and a hit's CPU with 1,000 vs 100,000 recordings."""
+def eviction_pass(dep: Deployment, side: dict) -> dict:
+    """One pass (``bench.evict_probe``) in a fresh process on the side's volume and index, then undone."""
+    env = {**dep.stack.env(), **side["env"], "CACHE_MAX_BYTES": str(side["budget"])}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.evict_probe"], env=env, capture_output=True, text=True, timeout=600, check=True
+    )
+    figures = json.loads(done.stdout.strip().splitlines()[-1])
+    if figures["evicted"] != big_volume.EVICTED_PER_PASS:
+        raise RuntimeError(f"the pass evicted {figures['evicted']}, not {big_volume.EVICTED_PER_PASS}")
+    big_volume.restore_evicted(side["redis"], side["volume"], side["indexed_at"], dep.stack.account_sid)
+    return figures
+
+
+def scrape_ms(port: int, count: int) -> list[float]:
+    """Milliseconds of ``GET /metrics`` on one gunicorn."""
+    times = []
+    with requests.Session() as session:
+        for index in range(count + 5):
+            started = time.perf_counter()
+            reply = session.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+            if reply.status_code != 200 or "recording_cache_volume_files" not in reply.text:
+                raise RuntimeError(f"/metrics answered {reply.status_code}")
+            if index >= 5:
+                times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+def make_sides(ctx: Context, dep: Deployment, parent: Path) -> tuple[dict[str, dict], dict[str, float]]:
+    """Write each side's volume and its index (Redis database 1, 2, 3 …); the seconds each took."""
     budget = ctx.budget
-    dep, small_dir, big_dir = ctx.scale()
-    account, key = dep.stack.account_sid, dep.stack.signing_key
-    started = time.perf_counter()
-    sides = {
-        "small": (small_dir, volume.write_small(small_dir, budget.scale_small, account)),
-        "big": (big_dir, volume.write_small(big_dir, budget.scale_big, account)),
-    }
+    counts = [("1k", budget.scale_small, 1), (_label(budget.scale_big), budget.scale_big, 1)]
+    if budget.scale_huge:
+        counts.append((_label(budget.scale_huge), budget.scale_huge, FULL_EVERY_10M))
+    sides, generated = {}, {}
+    for db, (name, count, full_every) in enumerate(counts, 1):
+        started = time.perf_counter()
+        big = big_volume.write(parent / name, count, dep.stack.account_sid, full_every)
+        url = f"redis://127.0.0.1:{dep.stack.redis_port}/{db}"
+        r = redis.Redis.from_url(url)
+        indexed_at = time.time()
+        cap = big_volume.index(r, big, indexed_at)
+        generated[name] = time.perf_counter() - started
+        sids = big.sample(SAMPLE, random.Random(db))
+        sides[name] = {
+            "volume": big,
+            "redis": r,
+            "budget": cap,
+            "indexed_at": indexed_at,  # the restored oldest get back their own last uses
+            "sids": sids,
+            "env": {"RECORDINGS_DIR": str(big.root), "REDIS_URL": url},
+        }
     os.sync()  # no writeback during the measurements
-    generated = time.perf_counter() - started
+    return sides, generated
+
+
+def _label(count: int) -> str:
+    return f"{count // 1_000_000}M" if count >= 1_000_000 else f"{count // 1000}k"
+
+
+def row_scale(ctx: Context, result: RowResult) -> None:
+    """Row 8: start-up, API, /metrics, a hit's CPU and an eviction pass with 1k vs 1M (vs 10M) recordings."""
+    budget = ctx.budget
+    dep, parent = ctx.scale()
+    sides, generated = make_sides(ctx, dep, parent)
+    key = dep.stack.signing_key
     paths = {
-        name: write_lines(dep.stack.base / f"paths-{name}.txt", volume.signed_paths(sids, key))
-        for name, (_, sids) in sides.items()
+        name: write_lines(dep.stack.base / f"paths-{name}.txt", volume.signed_paths(side["sids"], key))
+        for name, side in sides.items()
     }
-    figures: dict[str, dict] = {name: {"startups_s": [], "api_ms": [], "hit": WrkRun(), "emfile": 0} for name in sides}
+    figures: dict[str, dict] = {
+        name: {"startups_s": [], "hit": WrkRun(), "emfile": 0, "evictions": []} for name in sides
+    }
     for _ in range(budget.scale_startups):
-        for name, (folder, _) in sides.items():
-            dep.use_volume(folder)
+        for name, side in sides.items():
+            dep.use_volume(side["volume"].root, side["env"]["REDIS_URL"])
             figures[name]["startups_s"].append(gunicorn_startup(dep))
-    # "web" serves the big volume now; a second gunicorn, same settings, serves the small one.
-    dep.use_volume(small_dir)
-    dep.start_web("web-small", dep.seed_web_port)
+    dep.stop("web")
+    ports = {name: free_port() for name in sides}
     try:
-        ports = {"small": dep.seed_web_port, "big": dep.stack.web_port}
-        api = api_latencies(
-            ports, {n: sids for n, (_, sids) in sides.items()}, dep.stack.api_token, budget.api_requests
+        for name, side in sides.items():
+            dep.stack.start("web", name=f"web-{name}", WEB_PORT=str(ports[name]), **side["env"]).wait_port(
+                ports[name], timeout=60
+            )
+        api = latencies(
+            ports,
+            {n: [f"/api/recordings/{sid}" for sid in side["sids"]] for n, side in sides.items()},
+            dep.stack.api_token,
+            budget.api_requests,
         )
+        scrapes = latencies(ports, {n: ["/metrics"] for n in sides}, "", budget.api_requests // 4)
     finally:
-        dep.stop("web-small")
-    for name in sides:
-        figures[name]["api_ms"] = api[name]
+        for name in sides:
+            dep.stop(f"web-{name}")
     for _ in range(2):
-        for name, (folder, _) in sides.items():
-            dep.use_volume(folder)
+        for name, side in sides.items():
+            dep.use_volume(side["volume"].root, side["env"]["REDIS_URL"])
             run, emfile = hits(ctx, dep, paths[name])
             figures[name]["hit"].add(run)
             figures[name]["emfile"] += emfile
+    for _ in range(3):
+        for name, side in sides.items():
+            figures[name]["evictions"].append(eviction_pass(dep, side))
     summary = {}
     for name, fig in figures.items():
         hit: WrkRun = fig["hit"]
+        passes = fig["evictions"]
         summary[name] = {
-            "recordings": len(sides[name][1]),
+            "recordings": sides[name]["volume"].count,
+            "generate_s": round(generated[name], 1),
             # Outside load only ever adds time: the fastest start is the fairest figure to compare.
             "startup_s": min(fig["startups_s"]),
             "startup_median_s": statistics.median(fig["startups_s"]),
-            "startups_s": [round(s, 3) for s in fig["startups_s"]],
-            "api_median_ms": statistics.median(fig["api_ms"]),
-            "api_p99_ms": p99(fig["api_ms"]),
-            "api_requests": len(fig["api_ms"]),
+            "api_median_ms": statistics.median(api[name]),
+            "api_p99_ms": p99(api[name]),
+            "api_requests": len(api[name]),
+            "scrape_median_ms": statistics.median(scrapes[name]),
             "hit_cpu_us": hit.cpu_us_per_req,
             "hit": hit.as_dict(),
             "nginx_emfile_errors": fig["emfile"],
+            "evict_pass_ms": min(p["seconds"] for p in passes) * 1000,
+            "evict_passes_ms": [round(p["seconds"] * 1000, 1) for p in passes],
+            "evict_peak_rss_mib": max(p["peak_rss_kib"] for p in passes) / 1024,
         }
-    _report(ctx, result, summary, generated, big_dir.parent)
+    _report(ctx, result, summary, parent)
 
 
 def file_cache_directives(ctx: Context) -> str:
@@ -160,55 +238,49 @@ def file_cache_directives(ctx: Context) -> str:
     )
 
 
-def _report(ctx: Context, result: RowResult, summary: dict, generated: float, where: Path) -> None:
-    budget = ctx.budget
-    small, big = summary["small"], summary["big"]
+def _report(ctx: Context, result: RowResult, summary: dict, where: Path) -> None:
+    names = list(summary)
+    anchor = summary[names[0]]
     labels = {
         "startup_s": ("gunicorn start-up until /healthz (fastest)", "s", 2),
         "api_median_ms": ("GET /api/recordings/<sid> median", "ms", 2),
         "api_p99_ms": ("GET /api/recordings/<sid> p99", "ms", 2),
+        "scrape_median_ms": ("GET /metrics median", "ms", 2),
         "hit_cpu_us": ("hit server CPU", "µs/req", 1),
+        "evict_pass_ms": (f"eviction pass removing {big_volume.EVICTED_PER_PASS} (fastest of 3)", "ms", 1),
+        "evict_peak_rss_mib": ("eviction pass peak RSS (fresh process)", "MiB", 1),
     }
-    for key, (what, unit, digits) in labels.items():
-        ratio = big[key] / small[key]
-        figure, anchor = f"{big[key]:.{digits}f} {unit}", f"{small[key]:.{digits}f} {unit}"
-        passed = ratio <= 1.2
-        if key == "hit_cpu_us":
-            for name, side in summary.items():
-                hit = side["hit"]
-                if hit["requests"] and not (hit["non_2xx_3xx"] or hit["socket_errors"] or side["nginx_emfile_errors"]):
-                    continue
-                passed = False
-                text = (
-                    f"broken: {hit['requests'] - hit['non_2xx_3xx']:,} ok, {hit['non_2xx_3xx']:,} non-2xx, "
-                    f"{side['nginx_emfile_errors']:,} × EMFILE in nginx's log"
-                )
-                figure, anchor = (text, anchor) if name == "big" else (figure, text)
-        result.checks.append(
-            Check(
-                f"{budget.scale_big:,} vs {budget.scale_small:,} recordings: {what}",
-                figure,
-                anchor,
-                ratio,
-                "≤ 1.2×",
-                passed,
+    for name in names[1:]:
+        side = summary[name]
+        for key, (what, unit, digits) in labels.items():
+            ratio = side[key] / anchor[key]
+            figure, anchor_text = f"{side[key]:.{digits}f} {unit}", f"{anchor[key]:.{digits}f} {unit}"
+            passed = ratio <= 1.2
+            if key == "hit_cpu_us":
+                broken = [n for n in (names[0], name) if _broken_hits(summary[n])]
+                if broken:
+                    passed = False
+                    figure = f"{figure}; broken hits on {', '.join(broken)}: see details"
+            result.checks.append(
+                Check(f"{name} vs 1k recordings: {what}", figure, anchor_text, ratio, "≤ 1.2×", passed)
             )
-        )
-    result.details = {"small": small, "big": big, "generate_seconds": round(generated, 1), "volumes": str(where)}
+    result.details = {name: side for name, side in summary.items()} | {"volumes": str(where)}
+    generated = ", ".join(f"{n}: {s['generate_s']:.0f} s" for n, s in summary.items())
     result.notes += [
-        f"Two volumes of small MP3 files (4170 bytes) + sidecar JSON + `CA….mp3` call link per recording, "
-        f"written straight to {where}/ ({budget.scale_small + budget.scale_big:,} recordings in {generated:.0f} s); "
-        "gunicorn and nginx are restarted on one volume or the other in turn.",
-        f"Start-up: fastest of {budget.scale_startups} gunicorn restarts per side (web/gunicorn.conf.py's workers; "
-        f"medians {small['startup_median_s']:.2f} s and {big['startup_median_s']:.2f} s), timed "
-        f"until /healthz on the gunicorn port answers 200. API: {small['api_requests']} requests per side for "
-        "random cached SIDs with the bearer token, straight to two gunicorns (one per volume, same settings), "
-        f"alternating request by request. Hits: random file of the volume, `Range: {RANGE}`, wrk 64 connections, "
-        f"2 × {budget.scale_hit_seconds:.0f} s per side after a warm-up.",
-        f"Hits: {small['hit']['rps']:,.0f} req/s ({small['hit']['non_2xx_3xx']} non-2xx) with "
-        f"{budget.scale_small:,} recordings vs {big['hit']['rps']:,.0f} req/s ({big['hit']['non_2xx_3xx']} "
-        f"non-2xx, {big['hit']['socket_errors']} socket errors) with {budget.scale_big:,}; nginx logged "
-        f"'Too many open files' {small['nginx_emfile_errors']} times with {budget.scale_small:,} and "
-        f"{big['nginx_emfile_errors']} times with {budget.scale_big:,} (rendered config: "
-        f"`{file_cache_directives(ctx)}`; file-descriptor limit here {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}).",
+        f"Volumes of small MP3 files (4170 bytes) written straight to {where}/ with their index in Redis "
+        f"(one database per side); the 1k and {names[1]} volumes have a sidecar JSON and a `CA….mp3` call link "
+        f"per recording; the 10M volume (--full) has them for one recording in {FULL_EVERY_10M} (30 M entries "
+        f"would exceed this disk's 16.7 M inodes). Generation (files + index): {generated}.",
+        f"API and /metrics: straight to one gunicorn per side (its volume, its Redis database), alternating "
+        f"request by request; API for random cached SIDs of a {SAMPLE:,} sample. Hits: the same sample, "
+        f"`Range: {RANGE}`, wrk 64 connections, 2 × {ctx.budget.scale_hit_seconds:.0f} s per side. "
+        f"Eviction: `python -m bench.evict_probe` per side, 3 passes each removing the "
+        f"{big_volume.EVICTED_PER_PASS} oldest (indexed large enough that the pass stops there), undone after "
+        f"each; peak RSS is the probe process's. rendered nginx: `{file_cache_directives(ctx)}`; file-descriptor "
+        f"limit {resource.getrlimit(resource.RLIMIT_NOFILE)[0]}.",
     ]
+
+
+def _broken_hits(side: dict) -> bool:
+    hit = side["hit"]
+    return not hit["requests"] or bool(hit["non_2xx_3xx"] or hit["socket_errors"] or side["nginx_emfile_errors"])

@@ -38,6 +38,7 @@ NAIVE_RATIO_IN_ISSUE = 0.44
 # do: the service's validation plus the broker floor's LPUSH, nothing else.
 VALIDATE_PUSH_APP = "bench.anchor_apps:validate_push_app()"
 P99_TARGET_MS = 25
+FLOOR_TARGET = 0.85  # of the validate + push floor measured in the same run (issue 17)
 # With CONNECTIONS requests always in flight, the mean latency is CONNECTIONS /
 # throughput (Little's law), so a p99 under the target needs at least this rate.
 RATE_FOR_P99_TARGET = CONNECTIONS / (P99_TARGET_MS / 1000)
@@ -156,28 +157,38 @@ def _report(
     non_2xx = _not_2xx(real)
     clean = real.socket_errors == 0 and non_2xx == 0
     result.checks += [
-        Check(
-            "webhook req/s: signed + enqueue vs bare Flask 204",
-            f"{real.rps:,.0f} req/s",
-            f"{bare.rps:,.0f} req/s",
-            real.rps / bare.rps,
-            "≥ 0.6×",
-            clean and real.rps >= 0.6 * bare.rps,
-        ),
-        Check(
-            "webhook req/s vs broker floor (bare 204 + one Redis LPUSH)",
-            f"{real.rps:,.0f} req/s",
-            f"{floor.rps:,.0f} req/s",
-            real.rps / floor.rps,
-            "info",
-            None,
-        ),
+        # Issue 17 restates the target: 0.6× a bare 204 is out of reach on 2 cores for any
+        # webhook that validates and enqueues; the floor of such a webhook is the anchor.
         Check(
             "webhook req/s vs validate + push floor (validation + one LPUSH, nothing else)",
             f"{real.rps:,.0f} req/s",
             f"{validate_push.rps:,.0f} req/s ({validate_push.rps / bare.rps:.2f}× bare, "
             f"p99 {validate_push.p99_ms:.1f} ms)",
             real.rps / validate_push.rps,
+            f"≥ {FLOOR_TARGET}×",
+            clean and real.rps >= FLOOR_TARGET * validate_push.rps,
+        ),
+        Check(
+            "webhook server CPU per request (nginx + gunicorn + redis)",
+            f"{real.cpu_us_per_req:.0f} µs/req",
+            f"validate + push floor {validate_push.cpu_us_per_req:.0f} µs/req",
+            real.cpu_us_per_req / validate_push.cpu_us_per_req if validate_push.cpu_us_per_req else None,
+            "info",
+            None,
+        ),
+        Check(
+            "webhook req/s: signed + enqueue vs bare Flask 204",
+            f"{real.rps:,.0f} req/s",
+            f"{bare.rps:,.0f} req/s",
+            real.rps / bare.rps,
+            "info (was ≥ 0.6×)",
+            None,
+        ),
+        Check(
+            "webhook req/s vs broker floor (bare 204 + one Redis LPUSH)",
+            f"{real.rps:,.0f} req/s",
+            f"{floor.rps:,.0f} req/s",
+            real.rps / floor.rps,
             "info",
             None,
         ),
@@ -194,8 +205,8 @@ def _report(
             f"{real.p99_ms:.1f} ms",
             f"bare {bare.p99_ms:.1f} ms",
             real.p99_ms / bare.p99_ms if bare.p99_ms else None,
-            f"< {P99_TARGET_MS} ms",
-            clean and real.p99_ms < P99_TARGET_MS,
+            "info (the target is at 500 req/s offered, below)",
+            None,
         ),
         Check(
             f"req/s a p99 under {P99_TARGET_MS} ms needs at {CONNECTIONS} connections (Little's law: mean = "
@@ -211,8 +222,8 @@ def _report(
             f"{paced.p99_ms:.1f} ms",
             f"at {paced.rps:,.0f} req/s; {_not_2xx(paced)} not 2xx, {paced.socket_errors} socket errors",
             None,
-            "info",
-            None,
+            f"< {P99_TARGET_MS} ms",
+            paced.p99_ms < P99_TARGET_MS and _not_2xx(paced) == 0 and paced.socket_errors == 0,
         ),
         Check(
             "webhook answers that are not 2xx",

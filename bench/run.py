@@ -14,6 +14,7 @@ write ``partial.*`` unless ``--out`` says otherwise.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -28,7 +29,9 @@ from bench.report import RowResult, load_snapshot, machine_info, say, table_line
 from bench.rows_download import row_download, row_memory
 from bench.rows_edge import row_edge_cold, row_edge_hit
 from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static
+from bench.rows_peaks import row_peaks
 from bench.rows_pipeline import row_dedup, row_latency
+from bench.rows_recovery import row_recovery
 from bench.rows_scale import row_scale
 from bench.rows_upload import row_memory_bucket, row_upload
 from bench.rows_webhook import row_webhook
@@ -56,7 +59,9 @@ ROWS = [
     Row(7, "latency", "Webhook to verified file, 1 MiB", row_latency),
     Row(5, "download", "Download throughput vs curl", row_download),
     Row(6, "memory", "Worker memory during a large download", row_memory),
-    Row(8, "scale", "100,000 vs 1,000 recordings on the volume", row_scale),
+    Row(13, "peaks", "Peaks: CPU per minute of 8 kHz audio, mono and dual, MP3 and WAV", row_peaks),
+    Row(14, "recovery", "Crash recovery: SIGKILL of a download's holder to a new download", row_recovery),
+    Row(8, "scale", "1,000,000 (and 10,000,000 with --full) vs 1,000 recordings on the volume", row_scale),
     # Bucket mode: one local RADOS Gateway for rows 9-12, started by the first of them.
     Row(9, "edge-hit", "Bucket mode: edge-cache hit vs plain static nginx", row_edge_hit),
     Row(10, "edge-cold", "Bucket mode: first play on a host vs a direct GET from RGW", row_edge_cold),
@@ -88,10 +93,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed, not only on errors")
     parser.add_argument("--keep", action="store_true", help="keep the temp folders (logs, configs) afterwards")
     parser.add_argument(
+        "--full", action="store_true", help="row 8 also with 10,000,000 recordings (about 40 GB of disk, minutes)"
+    )
+    parser.add_argument(
         "--scale-dir",
         type=Path,
-        default=Path("/dev/shm") if Path("/dev/shm").is_dir() else None,
-        help="parent folder of row 8's volume (default /dev/shm: creating 300,000 entries on a VM disk is slow)",
+        help="parent folder of row 8's volumes (default: the temp folder; tmpfs has too few inodes for 1M)",
     )
     return parser.parse_args(argv)
 
@@ -102,6 +109,8 @@ def main(argv: list[str]) -> int:
     rows = pick(args.only)
     stem = args.out or ("partial" if args.quick or args.only else "latest")
     budget = Budget.quick_budget() if args.quick else Budget()
+    if args.full:
+        budget = dataclasses.replace(budget, scale_huge=10_000_000)
     base = Path(tempfile.mkdtemp(prefix="rc-bench-"))
     ctx = Context(base, budget, args.scale_dir or base, keep=args.keep)
     machine = machine_info()
