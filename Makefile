@@ -28,11 +28,14 @@ lint: install-dev
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-$(VENV)/.installed: requirements.txt pyproject.toml scripts/install-system-packages.sh
+$(VENV)/.installed: requirements.txt pyproject.toml package.json package-lock.json scripts/install-system-packages.sh
 	bash scripts/install-system-packages.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# the demo page's wavesurfer.js: pinned by package-lock.json, served by the service itself
+	@command -v npm >/dev/null 2>&1 || { echo "recording-cache: npm not found: install Node.js and npm (apt-get install npm), then run make again" >&2; exit 1; }
+	npm ci --no-audit --no-fund
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed requirements-dev.txt

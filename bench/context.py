@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,6 +136,7 @@ class Context:
                 rgw.stop(self._gateway_folder)
                 self._gateway_folder = None
             if self._scale_volume is not None and not self.keep:
-                shutil.rmtree(self._scale_volume, ignore_errors=True)
+                # Millions of entries: rm's C loop takes a fraction of shutil.rmtree's time.
+                subprocess.run(["rm", "-rf", "--one-file-system", str(self._scale_volume)], check=False)
             if not self.keep:
                 shutil.rmtree(self.base, ignore_errors=True)

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Install the system programs Recording Cache runs (redis-server, nginx) when
+# Install the system programs Recording Cache runs (redis-server, nginx, npm) when
 # they are absent; pass extra Debian packages as arguments (e.g. chromium).
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+# npm installs the demo page's wavesurfer.js (npm ci); Debian's npm brings nodejs.
+command -v npm >/dev/null 2>&1 || need+=(npm)
 for pkg in "$@"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done

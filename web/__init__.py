@@ -40,7 +40,7 @@ def create_app(
     if redis is None:
         redis = _redis_client(settings)
     celery = celery or create_celery(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the demo blueprint serves its own static files
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
     app.extensions["recording_cache"] = Services(
         settings, redis, celery, FastPublisher(celery, redis), for_settings(settings)
