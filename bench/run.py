@@ -31,6 +31,7 @@ from bench.rows_edge import row_edge_cold, row_edge_hit
 from bench.rows_hits import row_hit_vs_seed, row_hit_vs_static
 from bench.rows_peaks import row_peaks
 from bench.rows_pipeline import row_dedup, row_latency
+from bench.rows_player import row_player
 from bench.rows_recovery import row_recovery
 from bench.rows_scale import row_scale
 from bench.rows_upload import row_memory_bucket, row_upload
@@ -60,6 +61,7 @@ ROWS = [
     Row(5, "download", "Download throughput vs curl", row_download),
     Row(6, "memory", "Worker memory during a large download", row_memory),
     Row(13, "peaks", "Peaks: CPU per minute of 8 kHz audio, mono and dual, MP3 and WAV", row_peaks),
+    Row(15, "player", "Bytes a player fetches to draw a 10-minute call and play 5 s", row_player),
     Row(14, "recovery", "Crash recovery: SIGKILL of a download's holder to a new download", row_recovery),
     Row(8, "scale", "1,000,000 (and 10,000,000 with --full) vs 1,000 recordings on the volume", row_scale),
     # Bucket mode: one local RADOS Gateway for rows 9-12, started by the first of them.
