@@ -15,6 +15,7 @@ from bench.deploy import Deployment
 from bench.procstat import RssSampler, status_kib
 from bench.report import Check, RowResult
 from bench.rows_pipeline import FOUR_PROCESSES, MIB, create_call, download_ms, media_url, send_completed, wait_file
+from stack.ports import wait_for
 from worker.storage import TMP_DIR
 
 WAN_MIB, WAN_MIB_S = 64, 32
@@ -48,8 +49,16 @@ def _curl(dep: Deployment, sid: str, durable: bool) -> float:
 
 def _forget(dep: Deployment, sid: str, call_sid: str) -> None:
     """Remove a big recording from the volume once measured (disk space)."""
-    for name in (f"{sid}.mp3", f"{sid}.mp3.json", f"{call_sid}.mp3"):
+    for name in (f"{sid}.mp3", f"{sid}.mp3.json", f"{sid}.peaks.json", f"{call_sid}.mp3"):
         (dep.recordings / name).unlink(missing_ok=True)
+
+
+def _peaks_done(dep: Deployment, sid: str) -> bool:
+    """True once the worker logged the recording's peaks done (or unavailable)."""
+    logs = dep.worker_logs()
+    return any(
+        f"event=peaks.{end}" in line and sid in line for line in logs.splitlines() for end in ("done", "unavailable")
+    )
 
 
 def _pair(dep: Deployment, size: int, worker_first: bool, **knobs: int) -> dict[str, float]:
@@ -74,6 +83,9 @@ def _pair(dep: Deployment, size: int, worker_first: bool, **knobs: int) -> dict[
             raise RuntimeError("the webhook was not answered 204")
         run["e2e_s"] = wait_file(dep, sid, 300, interval=0.005) - started
         run["worker_s"] = download_ms(dep, sid) / 1000
+        # The recording's peaks follow in a task of their own: let them finish
+        # before the next side, which would otherwise share the CPU with them.
+        wait_for(lambda: _peaks_done(dep, sid), 300, f"peaks of {sid}")
     _forget(dep, sid, recording["call_sid"])
     return run
 

@@ -207,7 +207,7 @@ def test_a_click_at_three_quarters_plays_from_there_with_one_range_request(demo_
 
     def seek_response():
         for response in media:
-            start = re.fullmatch(r"bytes=(\d+)-", response.request.headers.get("range", ""))
+            start = re.fullmatch(r"bytes=(\d+)-\d*", response.request.headers.get("range", ""))
             if start and int(start.group(1)) > 0:
                 return response, int(start.group(1))
         return None
@@ -221,7 +221,8 @@ def test_a_click_at_three_quarters_plays_from_there_with_one_range_request(demo_
     # covers all three with room; a seek that went wrong lands megabytes away.
     assert abs(start - 0.75 * size) <= 0.01 * size, f"Range starts at {start / size:.2%} of the file"
     assert response.status == 206
-    assert response.headers["content-range"].startswith(f"bytes {start}-{size - 1}/{size}")
+    assert response.headers["content-range"].startswith(f"bytes {start}-")
+    assert response.headers["content-range"].endswith(f"/{size}")
     assert stack.media_gets(sid) == 1
     current = page.evaluate("sid => document.querySelector(`audio[data-sid='${sid}']`).currentTime", sid)
     assert current >= 0.74 * size / BYTES_PER_SECOND
