@@ -60,23 +60,15 @@ def write(root: Path, count: int, account_sid: str, full_every: int = 1, threads
     def part(start: int) -> None:
         for number in range(start, count, threads):
             sid = big.sid(number)
-            _write(root / f"{sid}.mp3", data)
+            volume.write_file(root / f"{sid}.mp3", data)
             if number % full_every == 0:
                 call = big.sid(number, "CA")
-                _write(root / f"{sid}.mp3.json", volume.sidecar(sid, call, account_sid, data, digest, when))
+                volume.write_file(root / f"{sid}.mp3.json", volume.sidecar(sid, call, account_sid, data, digest, when))
                 os.symlink(f"{sid}.mp3", root / f"{call}.mp3")
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(part, range(threads)))
     return big
-
-
-def _write(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
 
 
 def index(r: redis.Redis, big: BigVolume, now: float, batch: int = 10_000) -> int:
@@ -122,7 +114,9 @@ def restore_evicted(r: redis.Redis, big: BigVolume, now: float, account_sid: str
     large = _budget(big.count)[1]
     for n in range(EVICTED_PER_PASS):
         sid = big.sid(n)
-        _write(big.root / f"{sid}.mp3", data)
+        volume.write_file(big.root / f"{sid}.mp3", data)
         if n % big.full_every == 0:
-            _write(big.root / f"{sid}.mp3.json", volume.sidecar(sid, big.sid(n, "CA"), account_sid, data, digest, when))
+            volume.write_file(
+                big.root / f"{sid}.mp3.json", volume.sidecar(sid, big.sid(n, "CA"), account_sid, data, digest, when)
+            )
         volume_index.add(r, sid, "mp3", large, now - 30 * 86400 + n * step)

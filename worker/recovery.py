@@ -38,50 +38,47 @@ def resend_orphans(r: redis.Redis, publisher: FastPublisher) -> list[Orphan]:
     return orphans
 
 
-class MaintenanceTick(bootsteps.StartStopStep):
-    """Send each maintenance job that has work (``maintenance.due``) every CHECK_SECONDS, and no other."""
+class _Every(bootsteps.StartStopStep):
+    """Run ``run`` every ``seconds`` on the worker's timer (Celery's documented bootstep pattern)."""
 
     requires = {"celery.worker.components:Timer"}
+    seconds = 1.0
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
         self.tref = None
 
     def start(self, worker) -> None:
-        self.tref = worker.timer.call_repeatedly(due.CHECK_SECONDS, self.tick, priority=10)
+        self.tref = worker.timer.call_repeatedly(self.seconds, self._run_quietly, priority=10)
 
     def stop(self, worker) -> None:
         if self.tref is not None:
             self.tref.cancel()
 
-    def tick(self) -> None:
-        res = resources.current()
+    def _run_quietly(self) -> None:
         try:
-            for job in due.due(res.settings, res.redis):
-                res.publisher.push(job, [])
-        except redis.RedisError as exc:
-            log.debug("maintenance.check_failed", extra={"reason": str(exc)[:120]})
+            self.run(resources.current())
+        except redis.RedisError as exc:  # Redis away: the next round tries again
+            log.debug("worker.timer_failed", extra={"step": type(self).__name__, "reason": str(exc)[:120]})
+
+    def run(self, res: resources.Resources) -> None:
+        raise NotImplementedError
 
 
-class RecoverySweep(bootsteps.StartStopStep):
-    """``resend_orphans`` every SWEEP_SECONDS on the worker's timer (Celery's documented bootstep pattern)."""
+class MaintenanceTick(_Every):
+    """Send each maintenance job that has work (``maintenance.due``), and no other."""
 
-    requires = {"celery.worker.components:Timer"}
+    seconds = due.CHECK_SECONDS
 
-    def __init__(self, worker, **kwargs):
-        super().__init__(worker, **kwargs)
-        self.tref = None
+    def run(self, res: resources.Resources) -> None:
+        for job in due.due(res.settings, res.redis):
+            res.publisher.push(job, [])
 
-    def start(self, worker) -> None:
-        self.tref = worker.timer.call_repeatedly(SWEEP_SECONDS, self.sweep, priority=10)
 
-    def stop(self, worker) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
+class RecoverySweep(_Every):
+    """``resend_orphans`` every SWEEP_SECONDS."""
 
-    def sweep(self) -> None:
-        res = resources.current()
-        try:
-            resend_orphans(res.redis, res.publisher)
-        except redis.RedisError as exc:  # Redis away: the next sweep tries again
-            log.debug("recovery.sweep_failed", extra={"reason": str(exc)[:120]})
+    seconds = SWEEP_SECONDS
+
+    def run(self, res: resources.Resources) -> None:
+        resend_orphans(res.redis, res.publisher)
