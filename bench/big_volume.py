@@ -29,6 +29,8 @@ from bench import volume
 from worker import keys, volume_index
 
 EVICTED_PER_PASS = 100  # the oldest recordings, declared large enough that one pass removes exactly these
+BODY_BYTES = 4096  # one filesystem block: ten million bodies of 4170 bytes would take two blocks each (80 GB)
+BLOCK = 4096
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,16 @@ class BigVolume:
         return [self.sid(n) for n in rng.sample(fulls, min(size, len(fulls)))]
 
 
+def disk_needed(count: int, full_every: int) -> int:
+    """Bytes of disk a volume takes: a block per media file and per sidecar (links live in their inode)."""
+    return (count + -(-count // full_every)) * BLOCK
+
+
 def write(root: Path, count: int, account_sid: str, full_every: int = 1, threads: int = 4) -> BigVolume:
-    """Write the volume: one shared 4170-byte MP3 body (content does not matter for serving or the API)."""
+    """Write the volume: one shared 4096-byte MP3 body (content does not matter for serving or the API)."""
     root.mkdir(parents=True, exist_ok=True)
     big = BigVolume(root, count, full_every, secrets.token_hex(4))
-    data = volume.mp3_bytes(volume.SMALL_MP3_BYTES, "bench-small")
+    data = volume.mp3_bytes(BODY_BYTES, "bench-small")
     digest = hashlib.sha256(data).hexdigest()
     when = datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -80,7 +87,7 @@ def index(r: redis.Redis, big: BigVolume, now: float, batch: int = 10_000) -> in
     at equal work, whatever the volume holds.
     """
     r.delete(keys.INDEX_BY_USE, keys.INDEX_SIZES, keys.INDEX_TOTALS)
-    small = volume.SMALL_MP3_BYTES
+    small = BODY_BYTES
     budget, large = _budget(big.count)
     rest = (big.count - EVICTED_PER_PASS) * small
     step = 30 * 86400 / big.count
@@ -100,14 +107,14 @@ def index(r: redis.Redis, big: BigVolume, now: float, batch: int = 10_000) -> in
 
 def _budget(count: int) -> tuple[int, int]:
     """(CACHE_MAX_BYTES, declared size of each of the oldest) so that a pass removes exactly the oldest."""
-    rest = (count - EVICTED_PER_PASS) * volume.SMALL_MP3_BYTES
+    rest = (count - EVICTED_PER_PASS) * BODY_BYTES
     budget = -(-rest * 10 // 9) + 20  # the rest is just under the low-water mark (90 %, rounded down)
     return budget, -(-(budget - rest) // EVICTED_PER_PASS) + 1  # the oldest put the volume just over budget
 
 
 def restore_evicted(r: redis.Redis, big: BigVolume, now: float, account_sid: str) -> None:
     """Put back what a pass evicted (files, sidecars, index entries) for the next pass."""
-    data = volume.mp3_bytes(volume.SMALL_MP3_BYTES, "bench-small")
+    data = volume.mp3_bytes(BODY_BYTES, "bench-small")
     digest = hashlib.sha256(data).hexdigest()
     when = datetime.now(UTC).isoformat(timespec="seconds")
     step = 30 * 86400 / big.count

@@ -15,6 +15,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,10 @@ def make_sides(ctx: Context, dep: Deployment, parent: Path) -> tuple[dict[str, d
     counts = [("1k", budget.scale_small, 1), (_label(budget.scale_big), budget.scale_big, 1)]
     if budget.scale_huge:
         counts.append((_label(budget.scale_huge), budget.scale_huge, FULL_EVERY_10M))
+    needed = sum(big_volume.disk_needed(count, every) for _, count, every in counts)
+    free = shutil.disk_usage(parent).free
+    if needed > free - (5 << 30):  # and 5 GiB to spare for everything else on this disk
+        raise RuntimeError(f"row 8 needs {needed / 2**30:.0f} GiB on {parent}'s disk, {free / 2**30:.0f} GiB free")
     sides, generated = {}, {}
     for db, (name, count, full_every) in enumerate(counts, 1):
         started = time.perf_counter()
@@ -267,8 +272,8 @@ def _report(ctx: Context, result: RowResult, summary: dict, where: Path) -> None
     result.details = {name: side for name, side in summary.items()} | {"volumes": str(where)}
     generated = ", ".join(f"{n}: {s['generate_s']:.0f} s" for n, s in summary.items())
     result.notes += [
-        f"Volumes of small MP3 files (4170 bytes) written straight to {where}/ with their index in Redis "
-        f"(one database per side); the 1k and {names[1]} volumes have a sidecar JSON and a `CA….mp3` call link "
+        f"Volumes of small MP3 files ({big_volume.BODY_BYTES} bytes, one filesystem block) written straight to "
+        f"{where}/ with their index in Redis (one database per side); the 1k and {names[1]} volumes have a sidecar JSON and a `CA….mp3` call link "
         f"per recording; the 10M volume (--full) has them for one recording in {FULL_EVERY_10M} (30 M entries "
         f"would exceed this disk's 16.7 M inodes). Generation (files + index): {generated}.",
         f"API and /metrics: straight to one gunicorn per side (its volume, its Redis database), alternating "
