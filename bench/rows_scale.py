@@ -273,7 +273,8 @@ def _report(ctx: Context, result: RowResult, summary: dict, where: Path) -> None
     generated = ", ".join(f"{n}: {s['generate_s']:.0f} s" for n, s in summary.items())
     result.notes += [
         f"Volumes of small MP3 files ({big_volume.BODY_BYTES} bytes, one filesystem block) written straight to "
-        f"{where}/ with their index in Redis (one database per side); the 1k and {names[1]} volumes have a sidecar JSON and a `CA….mp3` call link "
+        f"{where}/ with their index in Redis (one database per side); the 1k and {names[1]} volumes have a "
+        "sidecar JSON and a `CA….mp3` call link "
         f"per recording; the 10M volume (--full) has them for one recording in {FULL_EVERY_10M} (30 M entries "
         f"would exceed this disk's 16.7 M inodes). Generation (files + index): {generated}.",
         f"API and /metrics: straight to one gunicorn per side (its volume, its Redis database), alternating "
