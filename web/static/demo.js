@@ -223,7 +223,7 @@ function draw(row, WaveSurfer, waveform, facts) {
   }));
   row.tr.querySelector(".player").hidden = false;
   const url = row.audio.getAttribute("src");
-  if (facts.bytes && url && canFeed(url)) feed(row.audio, url, facts.bytes, duration);
+  if (facts.bytes && url && canFeed(url)) feed(row.audio, url, facts.bytes, duration, () => row.seekTo || 0);
   row.wavesurfer = WaveSurfer.create({
     container: row.tr.querySelector(".waveform"),
     media: row.audio, // preload="none": the peaks draw, the audio waits for play
@@ -240,6 +240,7 @@ function draw(row, WaveSurfer, waveform, facts) {
     maxPeak: loudest || undefined,
   });
   row.wavesurfer.on("ready", () => { row.tr.dataset.waveform = "drawn"; });
+  row.wavesurfer.on("interaction", (time) => { row.seekTo = time; });
   row.tr.dataset.lanes = String(peaks.length);
   controls(row, duration);
 }
@@ -257,16 +258,22 @@ function canFeed(url) {
     "MediaSource" in window && MediaSource.isTypeSupported("audio/mpeg");
 }
 
-function feed(audio, url, bytes, duration) {
+// ``startAt()``: where a click before the first play put the playhead. With
+// preload="none" the element attaches the MediaSource only on play, and
+// loading resets a position set before that.
+function feed(audio, url, bytes, duration, startAt) {
   const source = new MediaSource();
   const rate = bytes / duration; // bytes a second
-  const state = {buffer: null, next: 0, busy: false, wanted: false, controller: null};
+  const state = {buffer: null, from: -1, next: 0, busy: false, wanted: false, controller: null};
   audio.src = URL.createObjectURL(source);
   source.addEventListener("sourceopen", () => {
     source.duration = duration;
     state.buffer = source.addSourceBuffer("audio/mpeg");
     state.buffer.addEventListener("updateend", () => { state.busy = false; pump(); });
-    reposition();
+    const wanted = startAt();
+    if (wanted > 0 && audio.currentTime === 0) audio.currentTime = wanted; // applied once data arrives
+    reposition(wanted > 0 ? wanted : audio.currentTime);
+    pump();
   }, {once: true});
 
   function ahead() {
@@ -280,14 +287,14 @@ function feed(audio, url, bytes, duration) {
   }
 
   // After a seek: read on from the end of what is buffered there, or from the byte the time maps to.
-  function reposition() {
+  function reposition(at = audio.currentTime) {
     if (!state.buffer) return;
     if (state.controller) state.controller.abort();
     state.controller = null;
     if (state.buffer.updating) state.buffer.abort();
     state.busy = false;
-    const from = audio.currentTime + ahead();
-    state.next = Math.min(bytes, Math.floor(from * rate));
+    const from = at + ahead();
+    state.next = state.from = Math.min(bytes, Math.floor(from * rate));
     state.buffer.timestampOffset = state.next / rate;
   }
 
@@ -314,9 +321,23 @@ function feed(audio, url, bytes, duration) {
     }
   }
 
-  audio.addEventListener("play", () => { state.wanted = true; pump(); });
+  audio.addEventListener("play", () => {
+    // wavesurfer keeps a click made before any data as a pending time, applied
+    // once the element can play: the first request starts there, not at 0.
+    if (!state.wanted && state.buffer && startAt() > 0) {
+      audio.currentTime = startAt();
+      reposition(startAt());
+    }
+    state.wanted = true;
+    pump();
+  });
   audio.addEventListener("timeupdate", pump);
-  audio.addEventListener("seeking", () => { reposition(); pump(); });
+  audio.addEventListener("seeking", () => {
+    const target = Math.min(bytes, Math.floor((audio.currentTime + ahead()) * rate));
+    if (Math.abs(target - state.from) < rate / 2) return; // the stream already starts there
+    reposition();
+    pump();
+  });
 }
 
 // Before play the <audio> element knows no duration (it has fetched nothing),
