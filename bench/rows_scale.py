@@ -10,6 +10,7 @@ one eviction pass (time and peak memory) removing the same 100 recordings.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -142,10 +143,17 @@ def make_sides(ctx: Context, dep: Deployment, parent: Path) -> tuple[dict[str, d
     free = shutil.disk_usage(parent).free
     if needed > free - (5 << 30):  # and 5 GiB to spare for everything else on this disk
         raise RuntimeError(f"row 8 needs {needed / 2**30:.0f} GiB on {parent}'s disk, {free / 2**30:.0f} GiB free")
-    sides, generated = {}, {}
+    sides, generated, refused = {}, {}, {}
     for db, (name, count, full_every) in enumerate(counts, 1):
         started = time.perf_counter()
-        big = big_volume.write(parent / name, count, dep.stack.account_sid, full_every)
+        try:
+            big = big_volume.write(parent / name, count, dep.stack.account_sid, full_every)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            # With disk to spare, ENOSPC from a create is ext4's directory index full (no large_dir).
+            refused[name] = _refusal(exc, count, parent, time.perf_counter() - started)
+            continue
         url = f"redis://127.0.0.1:{dep.stack.redis_port}/{db}"
         r = redis.Redis.from_url(url)
         indexed_at = time.time()
@@ -161,7 +169,20 @@ def make_sides(ctx: Context, dep: Deployment, parent: Path) -> tuple[dict[str, d
             "env": {"RECORDINGS_DIR": str(big.root), "REDIS_URL": url},
         }
     os.sync()  # no writeback during the measurements
-    return sides, generated
+    return sides, generated, refused
+
+
+def _refusal(exc: OSError, count: int, parent: Path, seconds: float) -> dict:
+    """What the filesystem said when a flat volume could take no more files."""
+    name = Path(exc.filename or "").name
+    number = int(name[10:34], 16) if name.startswith("RE") and len(name) >= 34 else None
+    return {
+        "wanted": count,
+        "refused_at": number,
+        "free_gib": round(shutil.disk_usage(parent).free / 2**30, 1),
+        "error": f"{exc.strerror} ({name})",
+        "seconds": round(seconds, 1),
+    }
 
 
 def _label(count: int) -> str:
@@ -172,7 +193,24 @@ def row_scale(ctx: Context, result: RowResult) -> None:
     """Row 8: start-up, API, /metrics, a hit's CPU and an eviction pass with 1k vs 1M (vs 10M) recordings."""
     budget = ctx.budget
     dep, parent = ctx.scale()
-    sides, generated = make_sides(ctx, dep, parent)
+    sides, generated, refused = make_sides(ctx, dep, parent)
+    for name, what in refused.items():
+        where = f"file #{what['refused_at']:,}" if what["refused_at"] is not None else "a file"
+        result.checks.append(
+            Check(
+                f"{name} recordings in one flat folder",
+                f"refused at {where}: {what['error']}",
+                f"{what['free_gib']} GiB still free on the disk",
+                None,
+                f"{what['wanted']:,} files",
+                False,
+            )
+        )
+        result.notes.append(
+            f"The {name} volume could not be written: the filesystem refused {where} with {what['error']} while "
+            f"{what['free_gib']} GiB were free, after {what['seconds']:.0f} s. On ext4 without the large_dir "
+            "feature that is a directory's hash index full: one flat folder cannot hold that many recordings."
+        )
     key = dep.stack.signing_key
     paths = {
         name: write_lines(dep.stack.base / f"paths-{name}.txt", volume.signed_paths(side["sids"], key))
@@ -233,6 +271,8 @@ def row_scale(ctx: Context, result: RowResult) -> None:
             "evict_peak_rss_mib": max(p["peak_rss_kib"] for p in passes) / 1024,
         }
     _report(ctx, result, summary, parent)
+    if refused:
+        result.details["refused"] = refused
 
 
 def file_cache_directives(ctx: Context) -> str:
