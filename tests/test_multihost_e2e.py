@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +142,9 @@ def test_host_a_worker_killed_mid_download_leaves_host_b_to_finish(hosts):
     call = create_call(a, 3 * MIB, throughput=MIB)
     sid = call["recording_sid"]
     assert webhook(a, call) == 204
-    wait_for(lambda: "event=download.start" in worker_logs(a) and sid in worker_logs(a), 15, "A downloading")
+    # This recording's own download.start: a task only received (not started) has no holder to recover.
+    started = re.compile(rf"event=download\.start\b.*\brecording_sid={sid}\b")
+    wait_for(lambda: started.search(worker_logs(a)), 15, "A downloading")
     a.procs["worker0"].signal(signal.SIGKILL)
     killed = time.monotonic()
     a.procs["worker0"].popen.wait(5)
