@@ -49,17 +49,23 @@ def token() -> str:
     return f"{machine()}:{pid}:{_started(pid) or 0}:{uuid.uuid4().hex}"
 
 
+def _parts(holder: bytes | str | None) -> list[str] | None:
+    """``[machine, pid, start, random]`` of a token of this module, else None."""
+    if holder is None:
+        return None
+    text = holder.decode() if isinstance(holder, bytes) else holder
+    parts = text.rsplit(":", 3)
+    return parts if len(parts) == 4 else None
+
+
 def is_dead(holder: bytes | str | None) -> bool:
     """True only when ``holder`` (a token) names a process of this machine that no longer runs.
 
     False when it is alive, of another machine, or not a token of this module
     (a lock taken by an older version): those wait for the TTL.
     """
-    if holder is None:
-        return False
-    text = holder.decode() if isinstance(holder, bytes) else holder
-    parts = text.rsplit(":", 3)
-    if len(parts) != 4 or not machine() or parts[0] != machine() or not parts[1].isdigit():
+    parts = _parts(holder)
+    if parts is None or not machine() or parts[0] != machine() or not parts[1].isdigit():
         return False
     return _started(int(parts[1])) != parts[2]
 
@@ -68,6 +74,5 @@ def describe(holder: bytes | str | None) -> str:
     """The holder's PID for a log line (``pid@machine-prefix``), without its random part."""
     if holder is None:
         return "none"
-    text = holder.decode() if isinstance(holder, bytes) else holder
-    parts = text.rsplit(":", 3)
-    return f"{parts[1]}@{parts[0][:8]}" if len(parts) == 4 else "unknown"
+    parts = _parts(holder)
+    return f"{parts[1]}@{parts[0][:8]}" if parts else "unknown"
