@@ -57,8 +57,9 @@ def make(root: Path, recording_sid: str, fmt: str, again: bool = False) -> Peaks
         _note(root, recording_sid, fmt, peaks=UNAVAILABLE, peaks_error=str(exc))
         log.warning("peaks.unavailable", extra={"recording_sid": recording_sid, "format": fmt, "reason": str(exc)})
         return PeaksOutcome(recording_sid, UNAVAILABLE, (time.monotonic() - started) * 1000)
-    peaks.write(path(root, recording_sid), found)
     summary = found.summary()
+    # The sidecar first: once the peaks file exists (what nginx serves and is_ready
+    # checks) the sidecar and the API already describe it.
     _note(
         root,
         recording_sid,
@@ -69,6 +70,7 @@ def make(root: Path, recording_sid: str, fmt: str, again: bool = False) -> Peaks
         talk_s=summary["talk_s"],
         silence_s=summary["silence_s"],
     )
+    peaks.write(path(root, recording_sid), found)
     ms = (time.monotonic() - started) * 1000
     log.info(
         "peaks.done",
