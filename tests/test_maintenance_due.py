@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from worker import volume_index
-from worker.maintenance import due, playlog
+import pytest
+
+from worker import layout, volume_index
+from worker.maintenance import due, playlog, relayout
+
+
+@pytest.fixture(autouse=True)
+def fanned(settings):
+    """A volume in today's layout (its migration's first pass marked it)."""
+    settings.recordings_dir.mkdir(parents=True, exist_ok=True)
+    layout.migrate(settings.recordings_dir)
 
 
 def test_an_idle_service_sends_nothing(settings, redis, tmp_path):
@@ -32,3 +41,13 @@ def test_a_missing_index_and_a_volume_over_budget_are_due(settings, redis, tmp_p
     volume_index.add(redis, "RE" + "2" * 32, "mp3", 1000, 1.0)
     volume_index.rebuild(settings.recordings_dir, redis)
     assert due.due(settings, redis) == ["maintenance.evict"]
+
+
+def test_a_volume_without_the_layout_marker_is_due_for_migration_until_a_pass_marks_it(settings, redis, tmp_path):
+    settings = replace(settings, playback_log=tmp_path / "playback.log", recordings_dir=tmp_path / "flat")
+    volume_index.rebuild(settings.recordings_dir, redis)
+    assert due.due(settings, redis) == ["maintenance.migrate_layout"]
+    assert due.due(settings, redis) == []  # claimed for its period
+    assert relayout.migrate(settings, redis).complete
+    redis.delete("maintenance-claim:maintenance.migrate_layout")
+    assert due.due(settings, redis) == []

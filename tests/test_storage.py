@@ -26,7 +26,7 @@ def chunks(data: bytes, size: int = 100):
 
 def test_write_media_lands_complete_file_with_hash(tmp_path):
     stored = storage.write_media(tmp_path, RE1, "mp3", chunks(MP3), len(MP3))
-    assert stored.path == tmp_path / f"{RE1}.mp3"
+    assert stored.path == tmp_path / RE1[-2:] / f"{RE1}.mp3"  # in its fan-out folder
     assert stored.path.read_bytes() == MP3
     assert stored.bytes == len(MP3)
     assert stored.sha256 == hashlib.sha256(MP3).hexdigest()
@@ -113,7 +113,7 @@ def test_a_broken_stream_leaves_no_temp_file(tmp_path):
     with pytest.raises(ConnectionError):
         storage.write_media(tmp_path, RE1, "mp3", broken(), len(MP3))
     assert not storage.is_cached(tmp_path, RE1, "mp3")
-    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert list((tmp_path / ".tmp").glob("*")) == []
 
 
 @pytest.mark.parametrize("sid", ["../etc/passwd", "RE" + "0" * 31, "CA" + "1" * 32, "AC" + "1" * 32])
@@ -134,13 +134,14 @@ def test_call_link_points_at_the_latest_recording(tmp_path):
     assert storage.link_call(tmp_path, CA1, RE2, "mp3")
     assert not storage.link_call(tmp_path, CA1, RE1, "mp3")  # older: keep the newer one
     assert storage.resolve_link(tmp_path, CA1, "mp3") == RE2
-    link = tmp_path / f"{CA1}.mp3"
-    assert os.readlink(link) == f"{RE2}.mp3"  # relative: survives moving the volume
+    link = tmp_path / CA1[-2:] / f"{CA1}.mp3"
+    assert os.readlink(link) == f"../{RE2[-2:]}/{RE2}.mp3"  # relative: survives moving the volume
     assert link.read_bytes() == MP3
 
 
 def test_link_to_a_missing_recording_does_not_resolve(tmp_path):
-    os.symlink(f"{RE1}.mp3", tmp_path / f"{CA1}.mp3")
+    (tmp_path / CA1[-2:]).mkdir()
+    os.symlink(f"../{RE1[-2:]}/{RE1}.mp3", tmp_path / CA1[-2:] / f"{CA1}.mp3")
     assert storage.resolve_link(tmp_path, CA1, "mp3") is None
     assert not storage.is_cached(tmp_path, CA1, "mp3")
 
@@ -174,7 +175,7 @@ def test_any_volume_error_is_a_storage_error_and_leaves_no_temp_file(tmp_path, m
         storage.write_media(tmp_path, RE1, "mp3", chunks(MP3), len(MP3))
     monkeypatch.undo()
     assert not storage.is_cached(tmp_path, RE1, "mp3")
-    assert list((tmp_path / ".tmp").iterdir()) == []
+    assert list((tmp_path / ".tmp").glob("*")) == []
 
 
 def test_a_failing_cleanup_does_not_hide_the_storage_error(tmp_path, monkeypatch):

@@ -23,6 +23,7 @@ def put(root, n: int, age: float, pinned: bool = False) -> str:
     """A recording on the volume, last used ``age`` seconds ago, with its sidecar."""
     recording = sid(n)
     path = storage.media_path(root, recording, "mp3")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(MP3)
     past = time.time() - age
     os.utime(path, (past, past))
@@ -108,7 +109,7 @@ def test_a_dry_run_removes_nothing(settings, redis):
         put(root, n, age=3600)
     volume_index.rebuild(root, redis)
     report = evict.evict(budgeted(settings, 2), redis, dry_run=True)
-    assert report.evicted == 3 and len(list(root.glob("RE*.mp3"))) == 4
+    assert report.evicted == 3 and len(list(root.glob("*/RE*.mp3"))) == 4
     assert volume_index.totals(redis).files == 4
 
 

@@ -56,8 +56,10 @@ def playback_miss():
     except StorageError as exc:  # the bucket is away: the worker's fetch retries until it is back
         log.warning("playback.store_unavailable", extra={"sid": sid, "format": fmt, "reason": str(exc)})
         kept = None
-    if kept and is_index_sid(sid) and settings.bucket is not None:
-        # A bucket has no links: the call (or conference) index names the recording, and the player follows.
+    if kept and is_index_sid(sid):
+        # A bucket has no links: the call (or conference) index names the recording, and the player
+        # follows. On a volume, nginx could not follow the call's link (one a migration has not
+        # rewritten yet names a recording already moved into its folder): the player follows too.
         url = signing.signed_url(kept, fmt, settings.playback_signing_key, settings.playback_url_ttl)
         log.info("playback.call_redirect", extra={"sid": sid, "recording_sid": kept, "format": fmt})
         return redirect(url, code=302)

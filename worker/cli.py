@@ -84,6 +84,15 @@ def _index_volume(settings: Settings, args: argparse.Namespace) -> dict:
     return {"indexed": report.indexed, "seconds": round(report.seconds, 1)}
 
 
+def _migrate_layout(settings: Settings, _args: argparse.Namespace) -> dict:
+    from .maintenance import relayout
+
+    report = relayout.migrate(settings, redis.Redis.from_url(settings.redis_url))
+    if report is None:
+        return {"moved": 0, "skipped": "another process is migrating"}
+    return report.as_dict()
+
+
 def _peaks(settings: Settings, args: argparse.Namespace) -> dict:
     from . import sidecar, waveforms
 
@@ -168,6 +177,9 @@ def build_parser(prog: str = "recording-cache") -> argparse.ArgumentParser:
     ix = commands.add_parser("index-volume", help="scan the volume into the index eviction reads (rerun-safe)")
     ix.add_argument("--rate", type=_rate, default=50_000, help="files per second at most (default 50000)")
     ix.set_defaults(run=_index_volume)
+    commands.add_parser(
+        "migrate-layout", help="move a volume an earlier version wrote flat into fan-out folders (rerun-safe)"
+    ).set_defaults(run=_migrate_layout)
     pk = commands.add_parser("peaks", help="compute waveform peaks of cached recordings that lack them (rerun-safe)")
     pk.add_argument("--again", action="store_true", help="recompute those that have them too")
     pk.set_defaults(run=_peaks)

@@ -10,12 +10,11 @@ nothing here talks to Twilio.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
-from . import atomic
+from . import atomic, layout
 from .sids import FORMATS, is_sid, require_format, require_sid
 
 SUFFIX = ".json"
@@ -78,8 +77,12 @@ FIELDS = frozenset(f.name for f in fields(Sidecar)) - {"extra"}
 
 
 def path(root: Path, recording_sid: str, fmt: str) -> Path:
-    """Path of the sidecar next to a recording."""
-    return root / f"{require_sid(recording_sid, 'RE')}.{require_format(fmt)}{SUFFIX}"
+    """Path of the sidecar next to a recording (where it is read)."""
+    return layout.find(root, require_sid(recording_sid, "RE"), _name(recording_sid, fmt))
+
+
+def _name(recording_sid: str, fmt: str) -> str:
+    return f"{recording_sid}.{require_format(fmt)}{SUFFIX}"
 
 
 def read(root: Path, recording_sid: str, fmt: str) -> Sidecar | None:
@@ -101,8 +104,9 @@ def read(root: Path, recording_sid: str, fmt: str) -> Sidecar | None:
 
 def write(root: Path, sidecar: Sidecar, replace: bool = True) -> bool:
     """Write atomically; with ``replace=False`` a sidecar already there wins. True when written."""
-    target = path(root, sidecar.recording_sid, sidecar.format)
+    target = layout.path(root, require_sid(sidecar.recording_sid, "RE"), _name(sidecar.recording_sid, sidecar.format))
     with atomic.volume_errors(target.name):
+        layout.ensure_folder(target)
         return atomic.write_bytes(target, json.dumps(sidecar.as_dict(), sort_keys=True).encode(), replace=replace)
 
 
@@ -113,7 +117,7 @@ def exists(root: Path, recording_sid: str, fmt: str) -> bool:
 
 def remove(root: Path, recording_sid: str, fmt: str) -> None:
     """Delete the sidecar (eviction), if there is one."""
-    path(root, recording_sid, fmt).unlink(missing_ok=True)
+    layout.remove(root, require_sid(recording_sid, "RE"), _name(recording_sid, fmt))
 
 
 def _named(name: str) -> tuple[str, str] | None:
@@ -127,7 +131,7 @@ def _named(name: str) -> tuple[str, str] | None:
 
 def every(root: Path) -> Iterator[Sidecar]:
     """Every readable sidecar on the volume."""
-    for entry in os.scandir(root):
+    for entry in layout.entries(root):
         named = _named(entry.name)
         found = read(root, *named) if named else None
         if found is not None:
@@ -136,6 +140,6 @@ def every(root: Path) -> Iterator[Sidecar]:
 
 def newest(root: Path, fmt: str, limit: int) -> list[str]:
     """RecordingSids of the ``limit`` most recently written sidecars of one format."""
-    entries = [e for e in os.scandir(root) if (named := _named(e.name)) and named[1] == fmt]
+    entries = [e for e in layout.entries(root) if (named := _named(e.name)) and named[1] == fmt]
     entries.sort(key=lambda entry: entry.stat().st_mtime, reverse=True)
     return [entry.name.partition(".")[0] for entry in entries[:limit]]

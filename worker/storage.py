@@ -1,16 +1,21 @@
-"""The volume layout: the durable source of truth nginx serves from.
+"""The volume: the durable source of truth nginx serves from.
 
     RECORDINGS_DIR/
-      RE<32 hex>.mp3             the verified media, served by nginx as is
-      RE<32 hex>.mp3.json        sidecar (worker.sidecar): call SID, bytes, sha256, times
-      CA<32 hex>.mp3 -> RE….mp3  call index: the call's (or a child leg's) latest
-                                 recording, a relative symlink nginx follows
-      .tmp/                      downloads in progress, same filesystem as above
-      .state/legs/CA…            child call leg -> parent CallSid
-      .state/children/CA…/CA…    parent -> its child legs
+      ab/                          one of 256 folders, by the SID's last two hex digits (worker.layout)
+        RE<30 hex>ab.mp3           the verified media, served by nginx as is
+        RE<30 hex>ab.mp3.json      sidecar (worker.sidecar): call SID, bytes, sha256, times
+        RE<30 hex>ab.peaks.json    waveform peaks (worker.waveforms)
+        CA<30 hex>ab.mp3 -> ../cd/RE….mp3
+                                   call index: the call's (or a child leg's) latest
+                                   recording, a relative symlink nginx follows
+      .tmp/                        downloads in progress, same filesystem as above
+      .state/legs/ab/CA…ab         child call leg -> parent CallSid
+      .state/children/ab/CA…ab/CA… parent -> its child legs
 
 A file appears under its final name only by an atomic rename of a complete,
 verified, fsynced temp file, so nginx never serves a partial recording.
+Reads go through ``layout.find`` (a volume being migrated has files at the top
+level too); writes go to the file's folder.
 """
 
 from __future__ import annotations
@@ -25,14 +30,14 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import atomic, sidecar
+from . import atomic, layout, sidecar
 from .errors import IncompleteMedia, StorageError
 from .sids import FORMAT, is_sid, pattern, require_format, require_index_sid, require_playable_sid, require_sid
 from .stream_io import BackgroundHash, PartMd5s, Writeback
 
 TMP_DIR = ".tmp"
 HEAD_BYTES = 44  # a WAV header: enough to check the format and read the channels
-STATE_DIR = ".state"
+LEGS, CHILDREN = layout.STATE_SUBDIRS
 _MEDIA_NAME = re.compile(rf"({pattern('RE')})\.({FORMAT})")
 
 
@@ -48,13 +53,20 @@ class StoredFile:
 
 
 def media_path(root: Path, sid: str, fmt: str) -> Path:
-    """Final path of a recording (RE…) or call index link (CA…)."""
-    return root / f"{require_playable_sid(sid)}.{require_format(fmt)}"
+    """Where a recording (RE…) or call index link (CA…) is read from."""
+    return layout.find(root, require_playable_sid(sid), f"{sid}.{require_format(fmt)}")
+
+
+def _new_media_path(root: Path, sid: str, fmt: str) -> Path:
+    """Where a recording or call link is written: its folder, created if new."""
+    final = layout.path(root, require_playable_sid(sid), f"{sid}.{require_format(fmt)}")
+    layout.ensure_folder(final)
+    return final
 
 
 def is_cached(root: Path, sid: str, fmt: str) -> bool:
     """True when the recording, or the call's link to one, is on the volume."""
-    return media_path(root, sid, fmt).exists()
+    return resolve_link(root, sid, fmt) is not None
 
 
 def media_name(name: str) -> tuple[str, str] | None:
@@ -103,9 +115,10 @@ def write_media(
     With ``part_bytes``, also the MD5 of each window of that size: what a
     multipart upload of the file sends as each part's Content-MD5.
     """
-    final = media_path(root, require_sid(recording_sid, "RE"), fmt)
+    require_sid(recording_sid, "RE")
     written, head = 0, b""
     try:
+        final = _new_media_path(root, recording_sid, fmt)
         # The hash threads finish the tail while the file is fsynced and renamed.
         with ExitStack() as hashing:
             digest = hashing.enter_context(BackgroundHash(hashlib.sha256()))
@@ -130,7 +143,7 @@ def write_media(
                     raise IncompleteMedia(f"body of {recording_sid} does not start like {fmt}")
             sha256 = digest.result().hexdigest()
             part_md5s = tuple(parts.result().finish()) if parts else ()
-        atomic.fsync_dir(root)
+        atomic.fsync_dir(final.parent)
     except OSError as exc:
         if isinstance(exc, ConnectionError | TimeoutError):  # the chunks' source, not the volume
             raise
@@ -154,7 +167,9 @@ def resolve_link(root: Path, sid: str, fmt: str) -> str | None:
     except OSError:
         return None
     recording_sid = Path(target).name.rsplit(".", 1)[0]
-    return recording_sid if (root / target).exists() else None
+    # By the SID the link names, not its literal target: a link written before the
+    # volume's migration still names the recording that has moved into its folder.
+    return recording_sid if is_sid(recording_sid, "RE") and media_path(root, recording_sid, fmt).exists() else None
 
 
 def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
@@ -162,7 +177,7 @@ def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
 
     Several recordings on one call: the link follows the latest ``recorded_at``.
     """
-    link = media_path(root, require_index_sid(call_sid), fmt)
+    require_index_sid(call_sid)
     current = resolve_link(root, call_sid, fmt)
     if current == recording_sid:
         return False
@@ -171,8 +186,10 @@ def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
     tmp = root / TMP_DIR / f"{call_sid}.{fmt}.{os.getpid()}.{time.monotonic_ns()}.link"
     try:
         with atomic.volume_errors(f"the link of {call_sid}"):
+            link = _new_media_path(root, call_sid, fmt)
             tmp.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(f"{recording_sid}.{fmt}", tmp)
+            target = layout.adopt(root, require_sid(recording_sid, "RE"), f"{recording_sid}.{fmt}")
+            os.symlink(os.path.relpath(target, link.parent), tmp)
             os.rename(tmp, link)
     except StorageError:
         atomic.unlink_quietly(tmp)
@@ -187,12 +204,12 @@ def _recorded_at(root: Path, recording_sid: str, fmt: str) -> str:
 
 def record_leg(root: Path, child_sid: str, parent_sid: str) -> None:
     """Remember durably that ``child_sid`` is a leg of ``parent_sid``."""
-    state = root / STATE_DIR
-    legs = state / "legs" / require_sid(child_sid, "CA")
+    legs = layout.path(root, require_sid(child_sid, "CA"), child_sid, LEGS)
     if parent_of(root, child_sid) != parent_sid:
+        layout.ensure_folder(legs)
         with atomic.volume_errors(legs.name):
             atomic.write_bytes(legs, json.dumps({"parent_call_sid": require_sid(parent_sid, "CA")}).encode())
-    children = state / "children" / parent_sid
+    children = layout.path(root, parent_sid, parent_sid, CHILDREN)
     children.mkdir(parents=True, exist_ok=True)
     (children / child_sid).touch()
 
@@ -200,7 +217,7 @@ def record_leg(root: Path, child_sid: str, parent_sid: str) -> None:
 def parent_of(root: Path, child_sid: str) -> str | None:
     """The parent CallSid recorded for a child leg, or None."""
     try:
-        data = json.loads((root / STATE_DIR / "legs" / require_sid(child_sid, "CA")).read_text())
+        data = json.loads(layout.find(root, require_sid(child_sid, "CA"), child_sid, LEGS).read_text())
     except (FileNotFoundError, ValueError):
         return None
     return data.get("parent_call_sid")
@@ -210,7 +227,7 @@ def children_of(root: Path, parent_sid: str) -> list[str]:
     """Child legs recorded for a parent call (none for a conference)."""
     if is_sid(parent_sid, "CF"):
         return []
-    folder = root / STATE_DIR / "children" / require_sid(parent_sid, "CA")
+    folder = layout.find(root, require_sid(parent_sid, "CA"), parent_sid, CHILDREN)
     try:
         return sorted(p.name for p in folder.iterdir())
     except FileNotFoundError:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from celery import Task, shared_task
 
 from . import accounts, calls, fetch, outcomes, resolve, resources, waveforms
-from .maintenance import evict, playlog, reconcile, retention
+from .maintenance import evict, playlog, reconcile, relayout, retention
 
 
 def _settled(task: Task, sid: str, fmt: str, work: Callable[[], dict]) -> dict:
@@ -105,6 +105,14 @@ def reconcile_task() -> dict:
     """Re-enqueue what the volume is missing (periodic, from Celery beat)."""
     res = resources.current()
     return reconcile.reconcile(res.settings, res.redis, res.twilio, res.publisher, res.tier).as_dict()
+
+
+@shared_task(name="maintenance.migrate_layout")
+def migrate_layout_task() -> dict:
+    """Move a flat volume into its fan-out folders, in place (until done; a new volume's first run marks it)."""
+    res = resources.current()
+    report = relayout.migrate(res.settings, res.redis)
+    return report.as_dict() if report else {"skipped": "another process is migrating"}
 
 
 @shared_task(name="maintenance.ingest_playlog")

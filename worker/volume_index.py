@@ -16,7 +16,6 @@ counted but left out of the sorted set: eviction never has to pass it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import redis
 
-from . import keys, storage
+from . import keys, layout, storage
 
 log = logging.getLogger(__name__)
 
@@ -157,16 +156,15 @@ def rebuild(root: Path, r: redis.Redis, entries_per_second: float = 50_000, batc
 
 def _scan(root: Path) -> Iterator[tuple[str, str, int, float]]:
     """(sid, fmt, bytes, last use) of each recording file; call links are not recordings."""
-    with os.scandir(root) as found:
-        for entry in found:
-            named = storage.media_name(entry.name)
-            if not named or not entry.is_file(follow_symlinks=False):
-                continue
-            try:
-                stat = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:  # evicted meanwhile
-                continue
-            yield (*named, stat.st_size, max(stat.st_atime, stat.st_mtime))
+    for entry in layout.entries(root):
+        named = storage.media_name(entry.name)
+        if not named or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            stat = entry.stat(follow_symlinks=False)
+        except FileNotFoundError:  # evicted meanwhile
+            continue
+        yield (*named, stat.st_size, max(stat.st_atime, stat.st_mtime))
 
 
 def _batches(items: Iterable, size: int) -> Iterator[list]:

@@ -13,12 +13,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import peaks, sidecar, storage
+from . import layout, peaks, sidecar, storage
 from .sids import require_format, require_sid
 
 log = logging.getLogger(__name__)
 
 READY, UNAVAILABLE = "ready", "unavailable"
+SUFFIX = ".peaks.json"
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,8 @@ class PeaksOutcome:
 
 
 def path(root: Path, recording_sid: str) -> Path:
-    """``RE….peaks.json`` beside the media: the name nginx serves it under."""
-    return root / f"{require_sid(recording_sid, 'RE')}.peaks.json"
+    """``RE….peaks.json`` beside the media (where it is read): the name nginx serves it under."""
+    return layout.find(root, require_sid(recording_sid, "RE"), f"{recording_sid}{SUFFIX}")
 
 
 def is_ready(root: Path, recording_sid: str) -> bool:
@@ -70,7 +71,7 @@ def make(root: Path, recording_sid: str, fmt: str, again: bool = False) -> Peaks
         talk_s=summary["talk_s"],
         silence_s=summary["silence_s"],
     )
-    peaks.write(path(root, recording_sid), found)
+    peaks.write(layout.path(root, recording_sid, f"{recording_sid}{SUFFIX}"), found)
     ms = (time.monotonic() - started) * 1000
     log.info(
         "peaks.done",
@@ -89,4 +90,4 @@ def _note(root: Path, recording_sid: str, fmt: str, **facts: object) -> None:
 
 def remove(root: Path, recording_sid: str) -> None:
     """Delete the peaks file (eviction)."""
-    path(root, recording_sid).unlink(missing_ok=True)
+    layout.remove(root, require_sid(recording_sid, "RE"), f"{recording_sid}{SUFFIX}")

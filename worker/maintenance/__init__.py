@@ -5,6 +5,7 @@ backfill   enqueue an older window of Twilio's recordings (operator command)
 playlog    turn nginx's playback log into hit counters and last-played stamps
 evict      stay within CACHE_MAX_BYTES, least recently played first
 retention  delete Twilio's copy of verified recordings (opt-in)
+relayout   move a volume an earlier version wrote flat into its fan-out folders
 
 Each is a plain function of settings and clients; Celery beat runs them
 through ``worker.tasks`` and operators through ``recording-cache``.

@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import redis
 
-from .. import keys, volume_index
+from .. import keys, layout, volume_index
 from ..config import Settings
 from . import playlog
 
 CHECK_SECONDS = 15.0
 # Job -> the least time between two sends of it (its claim's lifetime).
-PERIODS = {"maintenance.ingest_playlog": 10, "maintenance.evict": 60, "maintenance.index_volume": 60}
+PERIODS = {
+    "maintenance.migrate_layout": 300,
+    "maintenance.ingest_playlog": 10,
+    "maintenance.evict": 60,
+    "maintenance.index_volume": 60,
+}
 
 
 def due(settings: Settings, r: redis.Redis) -> list[str]:
     """The jobs with work to do, each claimed for its period (so sent by one worker)."""
     wanted = []
+    if not layout.is_fanned(settings.recordings_dir):  # flat files of an earlier version, or a new volume
+        wanted.append("maintenance.migrate_layout")
     if playlog.has_new_lines(settings.playback_log, r):
         wanted.append("maintenance.ingest_playlog")
     if settings.bucket is None:  # a bucket keeps everything; nginx bounds each edge cache

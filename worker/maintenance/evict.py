@@ -21,7 +21,7 @@ from pathlib import Path
 
 import redis
 
-from .. import keys, metrics, sidecar, status, storage, volume_index, waveforms
+from .. import keys, layout, metrics, sidecar, status, volume_index, waveforms
 from ..config import Settings
 from ..locks import MaintenanceLock, release_quietly
 from . import Report, playlog
@@ -119,7 +119,7 @@ def _evict_one(root: Path, r: redis.Redis, sid: str, fmt: str, dry_run: bool) ->
         counted = int(r.hget(keys.INDEX_SIZES, volume_index.member(sid, fmt)) or 0)
     else:
         # In-flight responses keep their open file; new requests miss and refetch.
-        storage.media_path(root, sid, fmt).unlink(missing_ok=True)  # gone already (by hand): only the index is left
+        layout.remove(root, sid, f"{sid}.{fmt}")  # gone already (by hand): only the index is left
         sidecar.remove(root, sid, fmt)
         waveforms.remove(root, sid)
         counted = volume_index.remove(r, sid, fmt)
