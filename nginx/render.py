@@ -15,11 +15,11 @@ from urllib.parse import urlsplit
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from worker import atomic, objectstore
+from worker import atomic, layout, objectstore
 from worker.config import Settings, nginx_path
 from worker.errors import ConfigError
 from worker.runtime import settings_or_exit
-from worker.sids import FORMAT, INDEX_SID, PLAYABLE_SID, pattern
+from worker.sids import FORMAT, INDEX_SID, PLAYABLE_PREFIXES, pattern
 
 RESOLV_CONF = Path("/etc/resolv.conf")
 # Debian's libnginx-mod-http-js, and the official nginx image's (the same path there).
@@ -83,8 +83,10 @@ def render(
         simulator_port=settings.simulator_port,
         recordings_dir=settings.recordings_dir,
         signing_key=settings.playback_signing_key,
-        playable_sid=PLAYABLE_SID,
         recording_sid=pattern("RE"),
+        # The same SIDs, capturing the folder a volume keeps them in ($rc_fan, worker.layout).
+        fanned_playable_sid=layout.fanned_pattern(*PLAYABLE_PREFIXES),
+        fanned_recording_sid=layout.fanned_pattern("RE"),
         index_sid=INDEX_SID,
         media_format=FORMAT,
         bucket=origin,

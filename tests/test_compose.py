@@ -238,7 +238,7 @@ def test_rendered_nginx_config_proxies_to_the_web_service_and_serves_the_volume(
     assert re.search(rf"upstream web \{{\s*server web:{settings.web_port};", text)
     assert f"127.0.0.1:{settings.web_port}" not in text
     assert f"listen 0.0.0.0:{settings.http_port} " in text
-    assert f'alias "{settings.recordings_dir}/$rc_sid.$rc_fmt";' in text
+    assert f'alias "{settings.recordings_dir}/$rc_fan/$rc_sid.$rc_fmt";' in text
     assert settings.playback_signing_key in text
     assert path.stat().st_mode & 0o777 == 0o600
 

@@ -27,7 +27,7 @@ def test_paths_with_spaces_pass_nginx_config_test(tmp_path):
     runtime = tmp_path / "run dir"
     config = render(settings, runtime, access_log=str(tmp_path / "my logs" / "access.log"))
     text = config.read_text()
-    assert f'alias "{settings.recordings_dir}/$rc_sid.$rc_fmt";' in text
+    assert f'alias "{settings.recordings_dir}/$rc_fan/$rc_sid.$rc_fmt";' in text
     _check(runtime, config)
 
 

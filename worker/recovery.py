@@ -43,6 +43,7 @@ class _Every(bootsteps.StartStopStep):
 
     requires = {"celery.worker.components:Timer"}
     seconds = 1.0
+    first_after: float | None = None  # also once this soon after start
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
@@ -50,6 +51,8 @@ class _Every(bootsteps.StartStopStep):
 
     def start(self, worker) -> None:
         self.tref = worker.timer.call_repeatedly(self.seconds, self._run_quietly, priority=10)
+        if self.first_after is not None:
+            worker.timer.call_after(self.first_after, self._run_quietly, priority=10)
 
     def stop(self, worker) -> None:
         if self.tref is not None:
@@ -69,6 +72,7 @@ class MaintenanceTick(_Every):
     """Send each maintenance job that has work (``maintenance.due``), and no other."""
 
     seconds = due.CHECK_SECONDS
+    first_after = 1.0  # a volume to migrate, or an index to rebuild, is due at once
 
     def run(self, res: resources.Resources) -> None:
         for job in due.due(res.settings, res.redis):

@@ -1,7 +1,7 @@
 """Twilio SID formats, checked before a SID touches a path or a key.
 
 The patterns here are the only spelling of a SID's shape: nginx's playback
-location is rendered from ``PLAYABLE_SID`` and ``FORMAT``, and the web tier's
+location is rendered from ``PLAYABLE_PREFIXES`` and ``FORMAT``, and the web tier's
 miss path and the volume scans compile theirs from the same strings.
 """
 

@@ -49,7 +49,8 @@ def make(root: Path, recording_sid: str, fmt: str, again: bool = False) -> Peaks
     media = storage.media_path(root, require_sid(recording_sid, "RE"), fmt)
     if not media.is_file():
         return PeaksOutcome(recording_sid, "not_cached")
-    if not again and is_ready(root, recording_sid):
+    # adopt: peaks a flat volume still has at the top level move into the folder nginx serves them from.
+    if not again and layout.adopt(root, recording_sid, f"{recording_sid}{SUFFIX}").exists():
         return PeaksOutcome(recording_sid, "already")
     started = time.monotonic()
     try:
