@@ -15,7 +15,6 @@ strings in memory.
 from __future__ import annotations
 
 import hashlib
-import os
 import random
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -58,7 +57,7 @@ def disk_needed(count: int, full_every: int) -> int:
 
 def write(root: Path, count: int, account_sid: str, full_every: int = 1, threads: int = 4) -> BigVolume:
     """Write the volume: one shared 4096-byte MP3 body (content does not matter for serving or the API)."""
-    root.mkdir(parents=True, exist_ok=True)
+    volume.prepare(root)
     big = BigVolume(root, count, full_every, secrets.token_hex(4))
     data = volume.mp3_bytes(BODY_BYTES, "bench-small")
     digest = hashlib.sha256(data).hexdigest()
@@ -67,11 +66,12 @@ def write(root: Path, count: int, account_sid: str, full_every: int = 1, threads
     def part(start: int) -> None:
         for number in range(start, count, threads):
             sid = big.sid(number)
-            volume.write_file(root / f"{sid}.mp3", data)
+            volume.write_file(volume.at(root, sid, f"{sid}.mp3"), data)
             if number % full_every == 0:
                 call = big.sid(number, "CA")
-                volume.write_file(root / f"{sid}.mp3.json", volume.sidecar(sid, call, account_sid, data, digest, when))
-                os.symlink(f"{sid}.mp3", root / f"{call}.mp3")
+                facts = volume.sidecar(sid, call, account_sid, data, digest, when)
+                volume.write_file(volume.at(root, sid, f"{sid}.mp3.json"), facts)
+                volume.link(root, call, sid)
 
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(part, range(threads)))
@@ -121,9 +121,8 @@ def restore_evicted(r: redis.Redis, big: BigVolume, now: float, account_sid: str
     large = _budget(big.count)[1]
     for n in range(EVICTED_PER_PASS):
         sid = big.sid(n)
-        volume.write_file(big.root / f"{sid}.mp3", data)
+        volume.write_file(volume.at(big.root, sid, f"{sid}.mp3"), data)
         if n % big.full_every == 0:
-            volume.write_file(
-                big.root / f"{sid}.mp3.json", volume.sidecar(sid, big.sid(n, "CA"), account_sid, data, digest, when)
-            )
+            facts = volume.sidecar(sid, big.sid(n, "CA"), account_sid, data, digest, when)
+            volume.write_file(volume.at(big.root, sid, f"{sid}.mp3.json"), facts)
         volume_index.add(r, sid, "mp3", large, now - 30 * 86400 + n * step)

@@ -23,6 +23,7 @@ import re
 import sys
 from pathlib import Path
 
+from bench import volume
 from bench.procstat import children, tree
 from stack.local import Proc, Stack
 from stack.ports import free_ports
@@ -44,7 +45,7 @@ ANCHORS = """
     server {{  # plain static files: no secure_link, no regex, no add_header; the hit location's access_log lines
         listen {static_port} reuseport;
         location /recordings/ {{
-            alias {recordings_dir}/;
+            alias {recordings_dir}/{static_dir}/;
             {hit_logs}
         }}
         location / {{ return 404; }}
@@ -133,6 +134,7 @@ class Deployment:
             seed_web_port=self.seed_web_port,
             bare_web_port=self.bare_web_port,
             recordings_dir=load_settings(self.stack.env()).recordings_dir,
+            static_dir=volume.STATIC_DIR,
             hit_logs="\n            ".join(hit_location_logs(config)),
             proxy=_PROXY,
         )

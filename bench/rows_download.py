@@ -16,6 +16,7 @@ from bench.procstat import RssSampler, status_kib
 from bench.report import Check, RowResult
 from bench.rows_pipeline import FOUR_PROCESSES, MIB, create_call, download_ms, media_url, send_completed, wait_file
 from stack.ports import wait_for
+from worker import layout
 from worker.storage import TMP_DIR
 
 WAN_MIB, WAN_MIB_S = 64, 32
@@ -49,8 +50,13 @@ def _curl(dep: Deployment, sid: str, durable: bool) -> float:
 
 def _forget(dep: Deployment, sid: str, call_sid: str) -> None:
     """Remove a big recording from the volume once measured (disk space)."""
-    for name in (f"{sid}.mp3", f"{sid}.mp3.json", f"{sid}.peaks.json", f"{call_sid}.mp3"):
-        (dep.recordings / name).unlink(missing_ok=True)
+    for owner, name in (
+        (sid, f"{sid}.mp3"),
+        (sid, f"{sid}.mp3.json"),
+        (sid, f"{sid}.peaks.json"),
+        (call_sid, f"{call_sid}.mp3"),
+    ):
+        layout.remove(dep.recordings, owner, name)
 
 
 def _peaks_done(dep: Deployment, sid: str) -> bool:

@@ -32,7 +32,7 @@ def edge_setup(ctx: Context) -> tuple[BucketDeployment, Path, list[str]]:
     dep = ctx.bucket()
     if "edge_paths" not in ctx.cache:
         sids = volume.write_large(dep.recordings, ctx.budget.hit_files, MIB)
-        dep.put_files([dep.recordings / f"{sid}.mp3" for sid in sids], sids)
+        dep.put_files([volume.at(dep.recordings, sid, f"{sid}.mp3") for sid in sids], sids)
         paths = volume.signed_paths(sids, dep.stack.signing_key)
         with requests.Session() as session:
             for attempt in ("MISS", "HIT"):  # the first GET fills the cache (one 1 MiB slice), the second hits
@@ -148,7 +148,7 @@ def row_edge_cold(ctx: Context, result: RowResult) -> None:
     budget, dep = ctx.budget, ctx.bucket()
     count = budget.cold_objects
     sids = volume.write_large(dep.recordings, count + 2, MIB)  # two warm-ups first
-    files = [dep.recordings / f"{sid}.mp3" for sid in sids]
+    files = [volume.at(dep.recordings, sid, f"{sid}.mp3") for sid in sids]
     dep.put_files(files, sids)
     expected = {sid: path.read_bytes() for sid, path in zip(sids, files, strict=True)}
     for path in files:

@@ -17,7 +17,7 @@ from bench.deploy import Deployment
 from bench.report import Check, RowResult
 from simulator.callbacks import CONTROL_TIMEOUT, RECORDING_STATUS_PATH, post_callback, recording_status_params
 from stack.ports import wait_for
-from worker import keys, signing, twilio_api
+from worker import keys, layout, signing, twilio_api
 from worker.config import load_settings
 from worker.keys import QUEUE
 
@@ -47,7 +47,7 @@ def send_completed(dep: Deployment, recording: dict, session: requests.Session |
 
 def wait_file(dep: Deployment, sid: str, timeout: float, interval: float = 0.0005) -> float:
     """Poll until the recording is on the volume; the perf_counter when it was seen."""
-    path = dep.recordings / f"{sid}.mp3"
+    path = layout.path(dep.recordings, sid, f"{sid}.mp3")
     deadline = time.perf_counter() + timeout
     while not path.exists():
         if time.perf_counter() > deadline:

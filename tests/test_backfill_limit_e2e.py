@@ -48,7 +48,7 @@ def test_a_backfill_of_thousands_of_recordings_never_exceeds_the_limit(tmp_path)
         assert (report["found"], report["enqueued"]) == (RECORDINGS, RECORDINGS)
 
         def kept() -> bool:
-            return sum(1 for _ in stack.recordings.glob("RE*.mp3.json")) == RECORDINGS  # a sidecar each
+            return sum(1 for _ in stack.recordings.glob("*/RE*.mp3.json")) == RECORDINGS  # a sidecar each
 
         wait_for(kept, RECORDINGS / 10, f"{RECORDINGS} recordings kept", interval=1.0)
         stats = stack.sim("GET", "/_sim/stats").json()

@@ -9,7 +9,7 @@ import pytest
 import responses
 
 from tests.support import make_settings
-from worker import fetch, tiers, twilio_api
+from worker import fetch, storage, tiers, twilio_api
 from worker.errors import StorageError
 from worker.objectstore import ObjectStore
 
@@ -58,7 +58,7 @@ def test_a_recording_lands_in_the_bucket_once_with_its_facts_and_call_index(buck
     assert found["metadata"]["call-sid"] == CA
     assert tier.store.resolve_call(CA, "mp3") == RE
     assert list(tier.staging.rglob("*.mp3*")) == []  # nothing left on the local volume
-    assert not (bucket_settings.recordings_dir / f"{RE}.mp3").exists()
+    assert not storage.media_path(bucket_settings.recordings_dir, RE, "mp3").exists()
 
 
 def test_a_store_that_refuses_the_upload_keeps_the_download_for_the_retry(bucket_settings, redis, twilio, monkeypatch):
@@ -72,7 +72,7 @@ def test_a_store_that_refuses_the_upload_keeps_the_download_for_the_retry(bucket
         fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, owner_sid=CA, tier=tier)
     monkeypatch.undo()
     assert tier.store.head(RE, "mp3") is None
-    assert [p.name for p in tier.staging.glob("*.mp3")] == [f"{RE}.mp3"]  # verified, staged for the retry
+    assert [p.name for p in tier.staging.glob("*/*.mp3")] == [f"{RE}.mp3"]  # verified, staged for the retry
     retried = fetch.fetch_recording(RE, "mp3", bucket_settings, redis, session, owner_sid=CA, tier=tier)
     assert (retried.result, retried.bytes) == ("uploaded", len(MP3))
     assert _media_gets(twilio, bucket_settings) == 1  # the retry did not ask Twilio again

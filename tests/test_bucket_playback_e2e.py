@@ -18,7 +18,7 @@ from stack.local import Stack
 from stack.ports import wait_for
 from stack.rgw import new_bucket
 from tests.support import relay
-from worker import signing
+from worker import signing, storage
 from worker.bucket_settings import BucketSettings
 from worker.objectstore import ObjectStore
 
@@ -58,7 +58,7 @@ def stored(bucket_stack):
 
 def test_the_recording_is_in_the_bucket_not_on_the_volume(bucket_stack, stored):
     assert bucket_stack.store.head(stored["sid"], "mp3")["bytes"] == SIZE
-    assert not (bucket_stack.recordings / f"{stored['sid']}.mp3").exists()
+    assert not storage.media_path(bucket_stack.recordings, stored["sid"], "mp3").exists()
     assert bucket_stack.media_gets(stored["sid"]) == 1
 
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from worker import keys, volume_index
+from worker import keys, storage, volume_index
 from worker.locks import MaintenanceLock, RecordingLock, release_quietly
 from worker.maintenance import evict, playlog
 
@@ -33,7 +33,7 @@ def test_a_maintenance_lock_that_expired_meanwhile_releases_quietly(redis, job):
 
 def test_a_maintenance_pass_finishes_when_its_lock_was_lost(settings, redis, monkeypatch):
     settings = replace(settings, cache_max_bytes=1)
-    (settings.recordings_dir / f"{RE}.mp3").write_bytes(b"\xff\xfb" + b"\x00" * 100)
+    storage.write_media(settings.recordings_dir, RE, "mp3", [b"\xff\xfb" + b"\x00" * 100], 102)
     volume_index.rebuild(settings.recordings_dir, redis)
 
     def lose_the_lock(*args, **kwargs):

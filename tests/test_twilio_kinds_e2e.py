@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from simulator.callbacks import place_call, post_callback, recording_status_params
 from stack.local import Stack
 from stack.ports import wait_for
-from worker import signing
+from worker import signing, storage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.twilio_kinds]
 
@@ -145,8 +145,8 @@ def test_reconcile_fetches_a_conference_recording_and_links_its_conference(kinds
     report = _cli(stack, "reconcile")
     assert report["enqueued"] >= 1
     sid, conference = call["recording_sid"], call["conference_sid"]
-    wait_for(lambda: (stack.recordings / f"{conference}.mp3").exists(), 30, "the conference linked")
-    assert (stack.recordings / f"{conference}.mp3").resolve().name == f"{sid}.mp3"
+    wait_for(lambda: storage.media_path(stack.recordings, conference, "mp3").exists(), 30, "the conference linked")
+    assert storage.media_path(stack.recordings, conference, "mp3").resolve().name == f"{sid}.mp3"
     assert stack.media_gets(sid) == 1
 
 
@@ -284,7 +284,7 @@ def test_a_tampered_or_truncated_ciphertext_is_never_stored(encrypted_stack, kno
     sid = call["recording_sid"]
     wait_for(lambda: described(stack, sid, "wav")["status"] == "failed", 60, "the download to fail")
     assert stack.media_gets(sid, "wav") == 2  # DOWNLOAD_MAX_RETRIES=1: tried twice
-    assert not list(stack.recordings.glob(f"{sid}*"))  # nothing kept, not even a sidecar
+    assert not list(stack.recordings.glob(f"*/{sid}*"))  # nothing kept, not even a sidecar
     assert not [p for p in (stack.recordings / ".tmp").iterdir() if sid in p.name]  # nor a partial file
 
 
