@@ -153,6 +153,7 @@ def row_edge_cold(ctx: Context, result: RowResult) -> None:
     expected = {sid: path.read_bytes() for sid, path in zip(sids, files, strict=True)}
     for path in files:
         path.unlink()
+        (dep.recordings / volume.STATIC_DIR / path.name).unlink(missing_ok=True)
     client = dep.store.client
     samples, origin_before = [], dep.origin_gets()
     with requests.Session() as edge_session, requests.Session() as direct_session:

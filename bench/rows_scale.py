@@ -173,7 +173,7 @@ def make_sides(ctx: Context, dep: Deployment, parent: Path) -> tuple[dict[str, d
 
 
 def _refusal(exc: OSError, count: int, parent: Path, seconds: float) -> dict:
-    """What the filesystem said when a flat volume could take no more files."""
+    """What the filesystem said when a volume could take no more files."""
     name = Path(exc.filename or "").name
     number = int(name[10:34], 16) if name.startswith("RE") and len(name) >= 34 else None
     return {
@@ -198,7 +198,7 @@ def row_scale(ctx: Context, result: RowResult) -> None:
         where = f"file #{what['refused_at']:,}" if what["refused_at"] is not None else "a file"
         result.checks.append(
             Check(
-                f"{name} recordings in one flat folder",
+                f"{name} recordings on one volume",
                 f"refused at {where}: {what['error']}",
                 f"{what['free_gib']} GiB still free on the disk",
                 None,
@@ -208,8 +208,8 @@ def row_scale(ctx: Context, result: RowResult) -> None:
         )
         result.notes.append(
             f"The {name} volume could not be written: the filesystem refused {where} with {what['error']} while "
-            f"{what['free_gib']} GiB were free, after {what['seconds']:.0f} s. On ext4 without the large_dir "
-            "feature that is a directory's hash index full: one flat folder cannot hold that many recordings."
+            f"{what['free_gib']} GiB were free, after {what['seconds']:.0f} s: the filesystem ran out of inodes, or "
+            "a folder's hash index is full (ext4 without large_dir)."
         )
     key = dep.stack.signing_key
     paths = {

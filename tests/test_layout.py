@@ -139,3 +139,35 @@ def test_after_the_marker_a_stray_file_at_the_top_level_is_not_read(tmp_path):
     (tmp_path / f"{RE1}.mp3").write_bytes(MP3)
     assert not storage.is_cached(tmp_path, RE1, "mp3")
     assert list(layout.entries(tmp_path)) == []
+
+
+def test_a_pinned_sidecar_moved_while_it_is_read_is_still_read_pinned(tmp_path, monkeypatch):
+    flat_volume(tmp_path)
+    facts = json.loads((tmp_path / f"{RE1}.mp3.json").read_text())
+    (tmp_path / f"{RE1}.mp3.json").write_text(json.dumps({**facts, "pinned": True}))
+    real_read = type(tmp_path).read_bytes
+
+    def migrated_just_before(self):
+        if self.parent == tmp_path:  # the top level, as found a moment ago: the migration moves it now
+            layout.migrate(tmp_path)
+        return real_read(self)
+
+    monkeypatch.setattr(type(tmp_path), "read_bytes", migrated_just_before)
+    assert sidecar.read(tmp_path, RE1, "mp3").pinned  # eviction's check: never "no sidecar, not pinned"
+    assert layout.is_fanned(tmp_path)
+
+
+def test_a_removal_during_a_migration_leaves_nothing_behind(tmp_path, monkeypatch):
+    flat_volume(tmp_path)
+    real_unlink, unlinked = type(tmp_path).unlink, []
+
+    def migration_links_meanwhile(self, missing_ok=False):
+        real_unlink(self, missing_ok=missing_ok)
+        unlinked.append(self)
+        if len(unlinked) == 1:  # between the removal's two unlinks, the migration moves the file
+            layout.adopt(tmp_path, RE2, f"{RE2}.mp3")
+
+    monkeypatch.setattr(type(tmp_path), "unlink", migration_links_meanwhile)
+    layout.remove(tmp_path, RE2, f"{RE2}.mp3")
+    monkeypatch.undo()
+    assert not storage.is_cached(tmp_path, RE2, "mp3") and not (tmp_path / "b2" / f"{RE2}.mp3").exists()

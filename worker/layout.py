@@ -64,11 +64,52 @@ def find(root: Path, sid: str, name: str, sub: str = "") -> Path:
     return flat if os.path.lexists(flat) else fanned
 
 
+def candidates(root: Path, sid: str, name: str, sub: str = "") -> list[Path]:
+    """Every place ``name`` may be: its folder, and the top level until the volume is migrated."""
+    fanned = path(root, sid, name, sub)
+    return [fanned] if is_fanned(root) else [fanned, (root / sub if sub else root) / name]
+
+
+def exists(root: Path, sid: str, name: str) -> bool:
+    """``find(…).exists()`` without its race: a migration moves the file between the check and the use."""
+    return any(place.exists() for place in _reading_order(root, sid, name))
+
+
+def _reading_order(root: Path, sid: str, name: str, sub: str = "") -> list[Path]:
+    """The folder (newest when both exist), the top level, then the folder again: a
+    migration moving the file in between is still found, as it only moves it into the folder."""
+    places = candidates(root, sid, name, sub)
+    return places + places[:1] if len(places) > 1 else places
+
+
+def read_bytes(root: Path, sid: str, name: str, sub: str = "") -> bytes:
+    """The file's bytes wherever it is; FileNotFoundError when nowhere."""
+    for place in _reading_order(root, sid, name, sub):
+        try:
+            return place.read_bytes()
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(path(root, sid, name, sub))
+
+
+def readlink(root: Path, sid: str, name: str) -> str:
+    """A call link's target wherever the link is (as ``read_bytes``); OSError when there is none."""
+    for place in _reading_order(root, sid, name):
+        try:
+            return os.readlink(place)
+        except FileNotFoundError:
+            continue
+    raise FileNotFoundError(path(root, sid, name))
+
+
 def remove(root: Path, sid: str, name: str) -> None:
-    """Delete ``name`` wherever it is (in the middle of a migration, both places)."""
-    path(root, sid, name).unlink(missing_ok=True)
-    if not is_fanned(root):
-        (root / name).unlink(missing_ok=True)
+    """Delete ``name`` wherever it is (in the middle of a migration, both places).
+
+    The top level first: a migration's link into the folder can then never
+    bring back a file this removed.
+    """
+    for place in reversed(candidates(root, sid, name)):
+        place.unlink(missing_ok=True)
 
 
 def ensure_folder(file: Path) -> None:
@@ -126,6 +167,8 @@ def entries(root: Path, sub: str = "") -> Iterator[os.DirEntry]:
 
 @dataclass
 class MigrateReport:
+    """What a migration did (a rerun on a migrated volume: all zero, complete)."""
+
     moved: int = 0  # files moved into their folder
     relinked: int = 0  # call links written again, pointing into the recording's folder
     superseded: int = 0  # flat entries dropped because a newer one was already in the folder
@@ -155,9 +198,10 @@ def migrate(root: Path) -> MigrateReport:
     # of the earlier version, in a rolling upgrade); only an empty pass marks it.
     for _ in range(MAX_PASSES):
         before = report.changed
-        _migrate_files(root, report)
         _migrate_legs(root / STATE_SUBDIRS[0], report)
         _migrate_children(root / STATE_SUBDIRS[1], report)
+        _migrate_files(root, report)
+        _sync_folders(root)  # the pass's links are durable before the marker says it is done
         if report.changed == before:
             atomic.write_bytes(root / MARKER, MARKER_TEXT.encode())
             atomic.fsync_dir(root)
@@ -166,6 +210,17 @@ def migrate(root: Path) -> MigrateReport:
             break
     report.seconds = time.monotonic() - started
     return report
+
+
+def _sync_folders(root: Path) -> None:
+    for base in (root, *(root / sub for sub in STATE_SUBDIRS)):
+        try:
+            with os.scandir(base) as found:
+                folders = [entry.path for entry in found if _FOLDER.fullmatch(entry.name) and entry.is_dir()]
+        except FileNotFoundError:
+            continue
+        for folder in folders:
+            atomic.fsync_dir(Path(folder))
 
 
 def _migrate_files(root: Path, report: MigrateReport) -> None:
@@ -183,7 +238,10 @@ def _migrate_files(root: Path, report: MigrateReport) -> None:
 
 
 def _relink(root: Path, entry: os.DirEntry, dest: Path, report: MigrateReport) -> None:
-    target_name = Path(os.readlink(entry.path)).name  # RE….mp3: the recording the call's link names
+    try:
+        target_name = Path(os.readlink(entry.path)).name  # RE….mp3: the recording the call's link names
+    except FileNotFoundError:  # another migrator took it
+        return
     target = adopt(root, target_name.partition(".")[0], target_name, report)
     try:
         os.symlink(os.path.relpath(target, dest.parent), dest)

@@ -47,16 +47,16 @@ class _Every(bootsteps.StartStopStep):
 
     def __init__(self, worker, **kwargs):
         super().__init__(worker, **kwargs)
-        self.tref = None
+        self.trefs: list = []
 
     def start(self, worker) -> None:
-        self.tref = worker.timer.call_repeatedly(self.seconds, self._run_quietly, priority=10)
+        self.trefs = [worker.timer.call_repeatedly(self.seconds, self._run_quietly, priority=10)]
         if self.first_after is not None:
-            worker.timer.call_after(self.first_after, self._run_quietly, priority=10)
+            self.trefs.append(worker.timer.call_after(self.first_after, self._run_quietly, priority=10))
 
     def stop(self, worker) -> None:
-        if self.tref is not None:
-            self.tref.cancel()
+        for tref in self.trefs:
+            tref.cancel()
 
     def _run_quietly(self) -> None:
         try:

@@ -1,6 +1,7 @@
 """The sidecar: what the service knows about one recording on the volume.
 
-``RECORDINGS_DIR/RE….mp3.json`` sits beside the media it describes. It is
+``RE….mp3.json`` sits beside the media it describes, in its SID's folder
+(``worker.layout``). It is
 written once the media is verified (fetch), marked ``pinned`` and
 ``twilio_deleted_at`` by retention, and read by the API, eviction and the call
 index. This module owns its fields, its name and its reading and writing;
@@ -92,7 +93,7 @@ def read(root: Path, recording_sid: str, fmt: str) -> Sidecar | None:
     what it does say (``pinned`` above all).
     """
     try:
-        data = json.loads(path(root, recording_sid, fmt).read_text())
+        data = json.loads(layout.read_bytes(root, require_sid(recording_sid, "RE"), _name(recording_sid, fmt)))
     except (FileNotFoundError, ValueError):
         return None
     if not isinstance(data, dict):
@@ -112,7 +113,7 @@ def write(root: Path, sidecar: Sidecar, replace: bool = True) -> bool:
 
 def exists(root: Path, recording_sid: str, fmt: str) -> bool:
     """True when the recording's sidecar is on the volume."""
-    return path(root, recording_sid, fmt).exists()
+    return layout.exists(root, require_sid(recording_sid, "RE"), _name(recording_sid, fmt))
 
 
 def remove(root: Path, recording_sid: str, fmt: str) -> None:

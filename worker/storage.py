@@ -159,17 +159,19 @@ def file_sha256(path: Path) -> str:
 
 def resolve_link(root: Path, sid: str, fmt: str) -> str | None:
     """The RecordingSid a playable SID points at on the volume, or None."""
-    path = media_path(root, sid, fmt)
+    name = f"{require_playable_sid(sid)}.{require_format(fmt)}"
     if sid.startswith("RE"):
-        return sid if path.exists() else None
+        return sid if layout.exists(root, sid, name) else None
     try:
-        target = os.readlink(path)
+        target = layout.readlink(root, sid, name)
     except OSError:
         return None
     recording_sid = Path(target).name.rsplit(".", 1)[0]
     # By the SID the link names, not its literal target: a link written before the
     # volume's migration still names the recording that has moved into its folder.
-    return recording_sid if is_sid(recording_sid, "RE") and media_path(root, recording_sid, fmt).exists() else None
+    if is_sid(recording_sid, "RE") and layout.exists(root, recording_sid, f"{recording_sid}.{fmt}"):
+        return recording_sid
+    return None
 
 
 def link_call(root: Path, call_sid: str, recording_sid: str, fmt: str) -> bool:
@@ -217,7 +219,7 @@ def record_leg(root: Path, child_sid: str, parent_sid: str) -> None:
 def parent_of(root: Path, child_sid: str) -> str | None:
     """The parent CallSid recorded for a child leg, or None."""
     try:
-        data = json.loads(layout.find(root, require_sid(child_sid, "CA"), child_sid, LEGS).read_text())
+        data = json.loads(layout.read_bytes(root, require_sid(child_sid, "CA"), child_sid, LEGS))
     except (FileNotFoundError, ValueError):
         return None
     return data.get("parent_call_sid")
@@ -227,11 +229,14 @@ def children_of(root: Path, parent_sid: str) -> list[str]:
     """Child legs recorded for a parent call (none for a conference)."""
     if is_sid(parent_sid, "CF"):
         return []
-    folder = layout.find(root, require_sid(parent_sid, "CA"), parent_sid, CHILDREN)
-    try:
-        return sorted(p.name for p in folder.iterdir())
-    except FileNotFoundError:
-        return []
+    found: set[str] = set()
+    # Both places until the volume is migrated: a leg recorded since went into the folder.
+    for folder in layout.candidates(root, require_sid(parent_sid, "CA"), parent_sid, CHILDREN):
+        try:
+            found.update(p.name for p in folder.iterdir())
+        except FileNotFoundError:
+            continue
+    return sorted(found)
 
 
 def remove_partial(root: Path, recording_sid: str, fmt: str) -> int:

@@ -40,7 +40,7 @@ def path(root: Path, recording_sid: str) -> Path:
 
 
 def is_ready(root: Path, recording_sid: str) -> bool:
-    return path(root, recording_sid).is_file()
+    return layout.exists(root, require_sid(recording_sid, "RE"), f"{recording_sid}{SUFFIX}")
 
 
 def make(root: Path, recording_sid: str, fmt: str, again: bool = False) -> PeaksOutcome:

@@ -24,7 +24,9 @@ def migrate(settings: Settings, r: redis.Redis) -> layout.MigrateReport | None:
     root = settings.recordings_dir
     if layout.is_fanned(root):
         return layout.MigrateReport(complete=True)
-    lock = MaintenanceLock(r, "layout", ttl=24 * 3600)
+    # Short: a killed migration must not hold the next one off for long, and two at once are safe
+    # (each move is a link that never replaces and an unlink), only redundant.
+    lock = MaintenanceLock(r, "layout", ttl=600)
     if not lock.acquire():
         return None
     try:
