@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import format_datetime
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 import responses
+from hypothesis import given
+from hypothesis import strategies as st
 
 from worker import fetch, sidecar, status, storage, twilio_api
 from worker.errors import (
@@ -148,6 +152,16 @@ def test_twilio_times_become_sortable_utc(twilio_time, iso):
     assert twilio_api.iso_time(twilio_time) == iso
 
 
+@given(
+    st.datetimes(min_value=datetime(1000, 1, 2), max_value=datetime(9999, 12, 30)),
+    st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59),
+)
+def test_any_time_in_twilios_form_is_read_as_rfc_2822_means_it(moment, offset_minutes):
+    """email.utils writes RFC 2822 (as Twilio does); iso_time reads back the same instant."""
+    local = moment.replace(microsecond=0, tzinfo=timezone(timedelta(minutes=offset_minutes)))
+    assert twilio_api.iso_time(format_datetime(local)) == local.astimezone(UTC).isoformat()
+
+
 @pytest.mark.parametrize(
     "junk",
     [
@@ -159,6 +173,9 @@ def test_twilio_times_become_sortable_utc(twilio_time, iso):
         "Tue, 01 Sep 2026 10:00:00 +99999999999999999999",
         "Tue, 01 Sep 2026 10:00:00 EST",
         "Tue, 01 Sep 2026 10:00:00 +0000\x00junk",
+        "Tue, 01 Sen 2026 10:00:00 +0000",  # no such month
+        "Sat, 29 Feb 2025 10:00:00 +0000",  # not a leap year
+        "Tue, 01 Sep 2026 10:00:00 +2400",  # an offset of a whole day
         "01 Sep 26 10:00:00 +0000",
     ],
 )
