@@ -104,8 +104,7 @@ def row_player(ctx: Context, result: RowResult) -> None:
     result.notes.append(
         f"Headless Chromium on the demo page: waveform drawn from the peaks ({fetched['peaks']:,} bytes sent, "
         f"gzip), then play to {PLAYED_SECONDS} s and pause; media {fetched['media']:,} bytes sent by nginx "
-        "(Chromium reads ahead of the playhead: that is counted). Chromium's media buffer reads at least 2 MiB "
-        "ahead of a playing <audio> and, from a server this close, takes as much as the socket gives it: the "
-        "first play reads most of a 9.6 MB file whatever the page does. Staying under 5 % needs the page to feed "
-        "the audio itself (Media Source Extensions, fetching Range by Range as the playhead moves): not built yet."
+        "(what the page read ahead of the playhead is counted). The page feeds the audio element itself (Media "
+        "Source Extensions), Range by Range a few seconds ahead of the playhead: handed the file, Chromium's "
+        "media buffer reads at least 2 MiB ahead and, from a server this close, most of a 9.6 MB file."
     )
