@@ -1,4 +1,4 @@
-"""The demo page in headless Chromium (Playwright), against the real stack in demo mode."""
+"""The demo page in headless Chromium and Firefox ESR (Playwright), against the real stack in demo mode."""
 
 from __future__ import annotations
 

@@ -143,6 +143,7 @@ def test_upstream_faults_leave_nothing_on_the_volume(settings, redis, twilio, se
 @pytest.mark.parametrize(
     ("twilio_time", "iso"),
     [
+        ("Sat, 01 Jan 0050 12:00:00 +0000", "0050-01-01T12:00:00+00:00"),  # four digits: the year as written
         ("Tue, 01 Sep 2026 10:00:00 +0000", "2026-09-01T10:00:00+00:00"),
         ("Tue, 01 Sep 2026 12:00:00 +0200", "2026-09-01T10:00:00+00:00"),
         ("Tue, 01 Sep 2026 10:00:00 -0000", "2026-09-01T10:00:00+00:00"),  # RFC 2822: UTC, offset unknown
@@ -176,6 +177,11 @@ def test_any_time_in_twilios_form_is_read_as_rfc_2822_means_it(moment, offset_mi
         "Tue, 01 Sen 2026 10:00:00 +0000",  # no such month
         "Sat, 29 Feb 2025 10:00:00 +0000",  # not a leap year
         "Tue, 01 Sep 2026 10:00:00 +2400",  # an offset of a whole day
+        "Mon, 01 Jan 0001 00:00:00 +0100",  # before year 1 in UTC
+        "Fri, 31 Dec 9999 23:00:00 -0100",  # after 9999 in UTC
+        None,
+        b"Tue, 01 Sep 2026 10:00:00 +0000",
+        1788256800,
         "01 Sep 26 10:00:00 +0000",
     ],
 )

@@ -85,11 +85,6 @@ def configure_logging(log_format: str, level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The formatters write none of the caller's file and line, thread or
-    # process: not collecting them spares every record a walk up the stack and
-    # three lookups (the logging HOWTO's "Optimization"; a webhook logs one).
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     # Per-request access lines come from nginx; these libraries are too chatty.
     for noisy in ("urllib3", "werkzeug", "twilio.http_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

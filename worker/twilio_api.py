@@ -52,9 +52,9 @@ def iso_time(twilio_time: str) -> str:
     """A Twilio timestamp (``Tue, 01 Sep 2026 10:00:00 +0000``) as sortable ISO
     8601 UTC; ValueError when malformed.
 
-    Read from the pattern's fields, whatever the locale (``strptime``'s ``%a``
-    and ``%b`` follow LC_TIME), in a fifth of ``email.utils``'s time: every
-    recording webhook parses one. ``-0000`` means UTC (RFC 2822: offset unknown).
+    Read from the fields the pattern has already matched, whatever the locale
+    (``strptime``'s ``%a`` and ``%b`` follow LC_TIME); a four-digit year is the
+    year as written. ``-0000`` means UTC (RFC 2822: offset unknown).
     """
     match = _TWILIO_TIME.fullmatch(twilio_time) if isinstance(twilio_time, str) else None
     month = _MONTHS.get(match.group(2)) if match else None
@@ -66,7 +66,7 @@ def iso_time(twilio_time: str) -> str:
     local = datetime(int(year), month, int(day), int(hour), int(minute), int(second), tzinfo=timezone(offset))
     try:
         return local.astimezone(UTC).isoformat(timespec="seconds")
-    except OverflowError:  # 31 Dec 9999 west of UTC
+    except OverflowError:  # 31 Dec 9999 west of UTC, 1 Jan 0001 east of it
         raise ValueError(f"not a representable time: {twilio_time!r}") from None
 
 
