@@ -66,21 +66,26 @@ def latencies(ports: dict[str, int], paths: dict[str, list[str]], token: str, co
     """Milliseconds of GETs of random ``paths`` per side, alternating between the sides' gunicorns.
 
     One gunicorn per volume runs at once and the requests alternate between
-    them one by one, so a burst of outside load hits every side alike.
+    them one by one, so a burst of outside load hits every side alike. Each
+    side's paths are all asked once first, untimed: the 1k volume was just
+    written and is in the page cache, the larger ones' samples were pushed out
+    by what was written after them, and a p99 would count those disk reads.
     """
     headers = {"Authorization": f"Bearer {token}"}
     times: dict[str, list[float]] = {name: [] for name in ports}
     sessions = {name: requests.Session() for name in ports}
+    warm = max(20, *(len(p) for p in paths.values()))  # and the connections and the workers
     try:
-        for index in range(count + 20):
+        for index in range(count + warm):
             for name, port in ports.items():
-                path = random.choice(paths[name])
+                # Untimed, every path in turn; then timed, at random.
+                path = paths[name][index % len(paths[name])] if index < warm else random.choice(paths[name])
                 started = time.perf_counter()
                 reply = sessions[name].get(f"http://127.0.0.1:{port}{path}", headers=headers, timeout=30)
                 elapsed = (time.perf_counter() - started) * 1000
                 if reply.status_code != 200 or (path.startswith("/api/") and reply.json()["status"] != "cached"):
                     raise RuntimeError(f"{path} answered {reply.status_code} {reply.text[:200]}")
-                if index >= 20:  # the first 20 warm the connections and the workers
+                if index >= warm:
                     times[name].append(elapsed)
     finally:
         for session in sessions.values():
@@ -329,7 +334,8 @@ def _report(ctx: Context, result: RowResult, summary: dict, where: Path) -> None
         f"would exceed this disk's 16.7 M inodes). Generation (files + index): {generated}.",
         f"API and /metrics: straight to one gunicorn per side (its volume, its Redis database), alternating "
         f"request by request; API for random cached SIDs of a sample of {anchor['sample']:,} per side (the same "
-        "number on every side: the same working set in the page cache). Hits: the same sample, "
+        "number on every side: the same working set in the page cache), each asked once untimed first. "
+        "Hits: the same sample, "
         f"`Range: {RANGE}`, wrk 64 connections, 2 × {ctx.budget.scale_hit_seconds:.0f} s per side. "
         f"Eviction: `python -m bench.evict_probe` per side, 3 passes each removing the "
         f"{big_volume.EVICTED_PER_PASS} oldest (indexed large enough that the pass stops there), undone after "
